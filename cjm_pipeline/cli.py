@@ -1,0 +1,99 @@
+"""The ``cjm`` command: one entry point for every job."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cjm_pipeline.settings import get_settings
+
+app = typer.Typer(
+    help="cjm-pipeline: customer journeys from web, email, social and review events.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Root of landing/ and lake/ (env CJM_DATA_DIR).")
+]
+
+
+def _date_range(day: date | None, start: date | None, end: date | None) -> list[date]:
+    if day and (start or end):
+        raise typer.BadParameter("give either --date or --start/--end, not both")
+    if day:
+        return [day]
+    if not (start and end):
+        raise typer.BadParameter("give --date D, or --start D1 --end D2")
+    if end < start:
+        raise typer.BadParameter(f"--end {end} is before --start {start}")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not a date in YYYY-MM-DD form") from exc
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(help="How many customers to simulate.")] = 3000,
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2026-10-01",
+    days: Annotated[int, typer.Option(help="How many days.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 42,
+    out: Annotated[Path | None, typer.Option(help="Output root (default: the data dir).")] = None,
+) -> None:
+    """Write sample landing files in the four native formats, plus ground truth."""
+    from cjm_pipeline.generate import generate as run
+
+    if customers < 1 or days < 1:
+        raise typer.BadParameter("--customers and --days must be at least 1")
+    root = out or get_settings().data_dir
+    began = time.perf_counter()
+    stats = run(root, customers, _parse_date(start), days, seed)
+    typer.echo(
+        f"wrote {stats['records']:,} records for {customers:,} customers over {days} days "
+        f"to {root / 'landing'} (truth in {root / 'truth'}) in {time.perf_counter() - began:.1f} s"
+    )
+
+
+@app.command()
+def ingest(
+    date_: Annotated[str | None, typer.Option("--date", help="One landing date.")] = None,
+    start: Annotated[str | None, typer.Option(help="First landing date of a range.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last landing date of a range.")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Only these sources (repeatable).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Parse landing files into the canonical lake, quarantine and manifests."""
+    from cjm_pipeline.ingest import ALL_SOURCES, ingest as run, summary
+
+    settings = get_settings(data_dir=data_dir)
+    sources = source or list(ALL_SOURCES)
+    unknown = [s for s in sources if s not in ALL_SOURCES]
+    if unknown:
+        raise typer.BadParameter(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
+    dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
+    began = time.perf_counter()
+    manifests = run(settings, dates, sources, progress=typer.echo)
+    typer.echo("")
+    typer.echo(summary(manifests))
+    typer.echo(f"lake: {settings.lake_dir}  ({time.perf_counter() - began:.1f} s)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""One settings object for the CLI, the ingestion runner and (later) the DAG.
+
+Every field can be overridden by an environment variable named ``CJM_<FIELD>``
+(for example ``CJM_DATA_DIR=/srv/cjm/data`` or ``CJM_SALT=...``).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCES: tuple[str, ...] = ("web", "email", "social", "reviews")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CJM_", extra="ignore")
+
+    data_dir: Path = Field(PROJECT_ROOT / "data", description="Root of landing, lake and truth.")
+    warehouse_path: Path = Field(
+        PROJECT_ROOT / "warehouse" / "cjm.duckdb", description="The served DuckDB database."
+    )
+    salt: str = Field(
+        "cjm-default-salt-change-me",
+        description="Salt prepended to emails and social handles before SHA-256.",
+    )
+    time_zone: str = Field("UTC", description="Business time zone for reporting periods.")
+    session_gap_minutes: int = Field(30, description="Inactivity that splits sessions.")
+    session_cap_hours: int = Field(12, description="Longest a session may run before a split.")
+    journey_gap_days: int = Field(30, description="Inactivity that ends a journey.")
+    late_window_days: int = Field(
+        5, description="How late an event may land after it happened and still be expected."
+    )
+    dedupe_lookback_days: int = Field(
+        14, description="Landing dates on either side searched for re-delivered events."
+    )
+    max_event_age_days: int = Field(
+        90, description="Events older than this at landing are quarantined as stale."
+    )
+    future_tolerance_hours: int = Field(
+        24, description="Events stamped this far past the landing day's end are quarantined."
+    )
+    duckdb_memory_limit: str = Field("4GB", description="DuckDB memory_limit for builds.")
+    duckdb_threads: int = Field(2, description="DuckDB threads for builds.")
+
+    @cached_property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @cached_property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @cached_property
+    def truth_dir(self) -> Path:
+        return self.data_dir / "truth"
+
+    def events_partition(self, source: str, date: str) -> Path:
+        return self.lake_dir / "events" / f"source={source}" / f"date={date}"
+
+    def quarantine_partition(self, source: str, date: str) -> Path:
+        return self.lake_dir / "quarantine" / f"source={source}" / f"date={date}"
+
+    def crm_partition(self, date: str) -> Path:
+        return self.lake_dir / "crm_customers" / f"date={date}"
+
+    def manifest_path(self, source: str, date: str) -> Path:
+        return self.lake_dir / "manifests" / f"date={date}" / f"{source}.json"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (used by the CLI flags)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

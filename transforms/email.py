@@ -1,0 +1,158 @@
+"""Email events: the SendGrid Event Webhook, stored one event object per line.
+
+A line may also hold a whole webhook POST body (a JSON array of events); such a
+line is split into its events. ``timestamp`` is unix seconds. Custom arguments
+(``utm_*``, ``user_id``, ``order_id``) are read when the sender attached them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from transforms.common import (
+    AdapterResult,
+    BatchContext,
+    Rule,
+    finish,
+    json_object,
+    missing_id_rule,
+    parse_epoch_seconds,
+    timestamp_rules,
+    url_param,
+    url_path,
+    vocabulary_rule,
+)
+from transforms.pii import normalise_email, scrub_text
+from transforms.readers import read_jsonl
+
+SOURCE = "email"
+FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
+
+S = pl.String
+NATIVE_DTYPE = pl.Struct(
+    {
+        "email": S,
+        "timestamp": S,
+        "event": S,
+        "sg_event_id": S,
+        "sg_message_id": S,
+        "url": S,
+        "category": pl.List(S),
+        "reason": S,
+        "status": S,
+        "type": S,
+        "asm_group_id": S,
+        "marketing_campaign_id": S,
+        "marketing_campaign_name": S,
+        "singlesend_name": S,
+        "utm_source": S,
+        "utm_medium": S,
+        "utm_campaign": S,
+        "utm_term": S,
+        "utm_content": S,
+        "user_id": S,
+        "order_id": S,
+    }
+)
+
+EVENTS: dict[str, str] = {
+    "processed": "email_processed",
+    "delivered": "email_delivered",
+    "deferred": "email_deferred",
+    "open": "email_opened",
+    "click": "email_clicked",
+    "bounce": "email_bounced",
+    "dropped": "email_dropped",
+    "spamreport": "email_spam_reported",
+    "unsubscribe": "email_unsubscribed",
+    "group_unsubscribe": "email_group_unsubscribed",
+    "group_resubscribe": "email_group_resubscribed",
+}
+
+
+def _normalise(record: dict) -> dict:
+    """SendGrid sends ``category`` as a string or a list of strings."""
+    category = record.get("category")
+    if isinstance(category, str):
+        record = {**record, "category": [category]}
+    return record
+
+
+def _explode_batches(path: Path) -> Path | None:
+    """Lines holding webhook arrays are unusual; detect them cheaply and flatten them."""
+    head = path.open("rb").read(1) if path.suffix != ".gz" else b"{"
+    if head != b"[":
+        return None
+    flattened = path.with_name(f".{path.name}.flat.jsonl")
+    with path.open(encoding="utf-8", errors="surrogateescape") as src, flattened.open(
+        "w", encoding="utf-8", errors="surrogateescape"
+    ) as dst:
+        for line in src:
+            stripped = line.strip()
+            try:
+                batch = json.loads(stripped) if stripped.startswith("[") else None
+            except json.JSONDecodeError:
+                batch = None
+            if isinstance(batch, list):
+                dst.write("\n".join(json.dumps(e) for e in batch) + "\n")
+            else:
+                dst.write(line if line.endswith("\n") else line + "\n")
+    return flattened
+
+
+def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
+    flattened = _explode_batches(path)
+    try:
+        parsed = read_jsonl(flattened or path, NATIVE_DTYPE, _normalise)
+    finally:
+        if flattened is not None:
+            flattened.unlink(missing_ok=True)
+    frame = parsed.records
+    url = pl.col("url")
+    prepared = frame.with_columns(
+        native_id=pl.col("sg_event_id"),
+        native_event=pl.col("event"),
+        event_type=pl.col("event").str.to_lowercase().replace_strict(EVENTS, default=None),
+        occurred_at=parse_epoch_seconds(pl.col("timestamp")),
+        user_id=pl.col("user_id"),
+        _email=normalise_email(pl.col("email")),
+        order_id=pl.col("order_id"),
+        channel=pl.lit("email"),
+        url=url,
+        path=url_path(url),
+        utm_source=pl.coalesce("utm_source", url_param(url, "utm_source")),
+        utm_medium=pl.coalesce("utm_medium", url_param(url, "utm_medium"), pl.lit("email")),
+        utm_campaign=pl.coalesce("utm_campaign", url_param(url, "utm_campaign")),
+        utm_term=pl.coalesce("utm_term", url_param(url, "utm_term")),
+        utm_content=pl.coalesce("utm_content", url_param(url, "utm_content")),
+        properties=json_object(
+            sg_message_id="sg_message_id",
+            category="category",
+            bounce_type="type",
+            reason=scrub_text(pl.col("reason")),
+            status="status",
+            asm_group_id="asm_group_id",
+            marketing_campaign_id="marketing_campaign_id",
+        ),
+    ).with_columns(
+        campaign=pl.coalesce(
+            "utm_campaign",
+            "marketing_campaign_name",
+            "singlesend_name",
+            pl.col("category").list.first(),
+        )
+    )
+    rules = [
+        missing_id_rule(pl.col("native_id"), "sg_event_id"),
+        Rule(
+            "missing_identity",
+            pl.col("_email").is_null() | ~pl.col("_email").str.contains("@"),
+            pl.lit("the event has no recipient email address"),
+        ),
+        *timestamp_rules(pl.col("timestamp"), pl.col("occurred_at"), ctx),
+        vocabulary_rule(pl.col("event_type"), pl.col("native_event"), "event"),
+    ]
+    return finish(parsed, prepared, rules, ctx, path)

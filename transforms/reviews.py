@@ -1,0 +1,90 @@
+"""Reviews: a review-platform export, CSV (with a header) or JSON lines.
+
+Columns: review_id, platform, reviewer_email, reviewer_handle (one of the two is
+required), rating (1-5), title, text, language, created_at (ISO-8601), order_id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from transforms.common import (
+    AdapterResult,
+    BatchContext,
+    Rule,
+    finish,
+    json_object,
+    missing_id_rule,
+    parse_timestamp,
+    timestamp_rules,
+)
+from transforms.pii import normalise_email, normalise_handle, scrub_text
+from transforms.readers import read_csv, read_jsonl
+
+SOURCE = "reviews"
+FILE_GLOBS = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz")
+COLUMNS = [
+    "review_id",
+    "platform",
+    "reviewer_email",
+    "reviewer_handle",
+    "rating",
+    "title",
+    "text",
+    "language",
+    "created_at",
+    "order_id",
+]
+REQUIRED = ["review_id", "platform", "rating", "created_at"]
+PII_COLUMNS = ("reviewer_email", "reviewer_handle")
+
+
+def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
+    if ".csv" in path.suffixes:
+        parsed = read_csv(path, COLUMNS, REQUIRED, PII_COLUMNS)
+    else:
+        parsed = read_jsonl(path, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))
+    rating_text = pl.col("_rating_text")
+    rating_number = rating_text.cast(pl.Float64, strict=False)
+    records = parsed.records.with_columns(_rating_text=pl.col("rating").str.strip_chars())
+    prepared = records.with_columns(
+        native_id=pl.col("review_id"),
+        native_event=pl.lit("review"),
+        event_type=pl.lit("review_posted"),
+        occurred_at=parse_timestamp(pl.col("created_at").str.strip_chars()),
+        _email=normalise_email(pl.col("reviewer_email")),
+        _handle=normalise_handle(pl.col("platform"), pl.col("reviewer_handle")),
+        platform=pl.col("platform").str.strip_chars().str.to_lowercase(),
+        order_id=pl.col("order_id"),
+        channel=pl.lit("reviews"),
+        rating=rating_number,
+        text=scrub_text(pl.col("text")),
+        properties=json_object(
+            title=scrub_text(pl.col("title")), language=pl.col("language").str.to_lowercase()
+        ),
+    )
+    rules = [
+        missing_id_rule(pl.col("native_id"), "review_id"),
+        Rule(
+            "missing_identity",
+            pl.col("_email").is_null() & pl.col("_handle").is_null(),
+            pl.lit("the review has neither a reviewer email nor a reviewer handle"),
+        ),
+        Rule(
+            "wrong_type",
+            rating_text.is_not_null() & rating_number.is_null(),
+            pl.format("rating '{}' is not a number", rating_text),
+        ),
+        Rule(
+            "rating_out_of_range",
+            rating_number.is_null()
+            | (rating_number < 1)
+            | (rating_number > 5)
+            | (rating_number != rating_number.round()),
+            pl.format("rating {} is not a whole number from 1 to 5", pl.coalesce(rating_text, pl.lit("(missing)"))),
+        ),
+        *timestamp_rules(pl.col("created_at"), pl.col("occurred_at"), ctx),
+    ]
+    return finish(parsed, prepared, rules, ctx, path)

@@ -1,0 +1,133 @@
+"""The canonical event every source adapter produces, and the quarantine record.
+
+The lake holds only these two shapes. Column order here is the column order on disk.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+UTC_TS = pl.Datetime("us", "UTC")
+
+CANONICAL_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String,  # sha256(source ":" native_id), first 32 hex characters
+        "source": pl.String,  # web | email | social | reviews
+        "native_id": pl.String,  # the id the source gave the record
+        "event_type": pl.String,  # normalised vocabulary, see EVENT_TYPES
+        "native_event": pl.String,  # the source's own name for the event
+        "occurred_at": UTC_TS,
+        "ingested_at": UTC_TS,  # start (UTC) of the landing date the record arrived in
+        "anonymous_id": pl.String,
+        "user_id": pl.String,
+        "email_sha256": pl.String,
+        "social_handle_sha256": pl.String,
+        "order_id": pl.String,
+        "channel": pl.String,  # marketing channel, see channel rules in each adapter
+        "platform": pl.String,  # social or review platform; null for web and email
+        "campaign": pl.String,
+        "utm_source": pl.String,
+        "utm_medium": pl.String,
+        "utm_campaign": pl.String,
+        "utm_term": pl.String,
+        "utm_content": pl.String,
+        "url": pl.String,
+        "path": pl.String,
+        "referrer": pl.String,
+        "rating": pl.Int8,
+        "revenue": pl.Float64,
+        "text": pl.String,
+        "properties": pl.String,  # JSON object
+        "source_file": pl.String,  # landing file, relative to the landing root
+        "source_line": pl.Int64,  # 1-based line (JSON lines) or record start line (CSV)
+    }
+)
+
+QUARANTINE_SCHEMA = pl.Schema(
+    {
+        "source": pl.String,
+        "source_file": pl.String,
+        "source_line": pl.Int64,  # null when the whole file was rejected
+        "native_id": pl.String,
+        "reason": pl.String,  # one of REASONS
+        "detail": pl.String,  # says what was wrong, where, and what to do
+        "raw_redacted": pl.String,  # the record with emails and handles hashed
+        "ingested_at": UTC_TS,
+    }
+)
+
+CRM_SCHEMA = pl.Schema(
+    {
+        "user_id": pl.String,
+        "email_sha256": pl.String,
+        "social_handle_sha256": pl.String,
+        "source_file": pl.String,
+        "source_line": pl.Int64,
+        "ingested_at": UTC_TS,
+    }
+)
+
+REASONS: dict[str, str] = {
+    "unreadable_file": "the file could not be opened or decompressed",
+    "invalid_utf8": "the record holds bytes that are not UTF-8",
+    "invalid_json": "the line is not a JSON document",
+    "invalid_csv": "the CSV record has the wrong number of fields",
+    "wrong_type": "a field has a type the format does not allow",
+    "missing_id": "the record has no native id",
+    "missing_identity": "the record carries no customer identifier",
+    "invalid_timestamp": "the timestamp is missing or cannot be parsed",
+    "future_timestamp": "the timestamp lies after the landing day",
+    "stale_timestamp": "the timestamp is older than the allowed event age",
+    "unknown_event": "the event name is not in the vocabulary",
+    "rating_out_of_range": "the rating is not between 1 and 5",
+}
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        # web
+        "page_view",
+        "identify",
+        "product_list_view",
+        "product_view",
+        "products_searched",
+        "add_to_cart",
+        "remove_from_cart",
+        "checkout_started",
+        "payment_info_entered",
+        "coupon_applied",
+        "order_completed",
+        "order_refunded",
+        "signed_up",
+        "signed_in",
+        "newsletter_subscribed",
+        "review_page_view",
+        # email
+        "email_processed",
+        "email_delivered",
+        "email_deferred",
+        "email_opened",
+        "email_clicked",
+        "email_bounced",
+        "email_dropped",
+        "email_spam_reported",
+        "email_unsubscribed",
+        "email_group_unsubscribed",
+        "email_group_resubscribed",
+        # social
+        "social_mention",
+        "social_comment",
+        "social_share",
+        "social_dm",
+        "social_ad_click",
+        # reviews
+        "review_posted",
+    }
+)
+
+
+def empty_canonical() -> pl.DataFrame:
+    return pl.DataFrame(schema=CANONICAL_SCHEMA)
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
