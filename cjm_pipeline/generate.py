@@ -341,7 +341,7 @@ class Sim:
 
 
 def _iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _campaigns(start: date, days: int) -> list[dict]:

@@ -6,6 +6,7 @@ SHA-256 hex digests, and free text has addresses and @handles masked.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import duckdb
@@ -20,6 +21,12 @@ _PII_KEYS = re.compile(
     r'("(?:email|reviewer_email|author_handle|reviewer_handle|handle|username|author)"\s*:\s*)'
     r'"(?:[^"\\]|\\.)*"'
 )
+
+
+@functools.cache
+def _connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB used only as a vectorised SHA-256 kernel (Polars has none)."""
+    return duckdb.connect(config={"threads": 2})
 
 
 def normalise_email(expr: pl.Expr) -> pl.Expr:
@@ -40,7 +47,7 @@ def sha256_hex(values: pl.Series, salt: str) -> pl.Series:
     if distinct.len() == 0:
         return pl.Series(values.name, [None] * values.len(), dtype=pl.String)
     frame = pl.DataFrame({"v": distinct})
-    con = duckdb.connect()
+    con = _connection().cursor()
     try:
         hashed = con.sql(
             "select v, sha256($salt || v) as h from frame", params={"salt": salt}
@@ -53,7 +60,7 @@ def sha256_hex(values: pl.Series, salt: str) -> pl.Series:
 def event_ids(source: str, native_ids: pl.Series) -> pl.Series:
     """Stable event ids: first 32 hex digits of sha256(source ':' native id)."""
     frame = pl.DataFrame({"v": native_ids})
-    con = duckdb.connect()
+    con = _connection().cursor()
     try:
         out = con.sql(
             "select left(sha256($prefix || v), 32) as h from frame",

@@ -1,0 +1,59 @@
+"""Shared fixtures: a generated workspace (landing, truth, lake) per test session,
+and an empty workspace per test for hand-written landing files."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cjm_pipeline.generate import generate
+from cjm_pipeline.ingest import ingest
+from cjm_pipeline.settings import Settings
+
+SAMPLE_START = date(2026, 10, 1)
+SAMPLE_DAYS = 12
+
+
+def sample_dates() -> list[date]:
+    return [SAMPLE_START + timedelta(days=i) for i in range(SAMPLE_DAYS)]
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """400 customers over 12 days, generated and ingested once for the session."""
+    root = tmp_path_factory.mktemp("sample")
+    generate(root, customers=400, start=SAMPLE_START, days=SAMPLE_DAYS, seed=3, progress=lambda _: None)
+    settings = Settings(data_dir=root, salt="test-salt")
+    ingest(settings, sample_dates(), progress=lambda _: None)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def truth(sample: Settings) -> pl.DataFrame:
+    return pl.read_parquet(sample.truth_dir / "records" / "*.parquet")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", salt="test-salt")
+
+
+def land(settings: Settings, source: str, day: str, name: str, content: bytes | str) -> Path:
+    """Write one landing file for a test."""
+    path = settings.landing_dir / source / day / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def lake_events(settings: Settings, source: str | None = None) -> pl.DataFrame:
+    pattern = settings.lake_dir / "events" / (f"source={source}" if source else "*") / "*" / "*.parquet"
+    return pl.read_parquet(pattern, hive_partitioning=False)
+
+
+def lake_quarantine(settings: Settings, source: str) -> pl.DataFrame:
+    files = list((settings.lake_dir / "quarantine" / f"source={source}").glob("*/*.parquet"))
+    return pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
