@@ -74,6 +74,9 @@ def ingest(
         list[str] | None, typer.Option(help="Only these sources (repeatable).")
     ] = None,
     data_dir: DataDir = None,
+    workers: Annotated[
+        int, typer.Option(help="Sources ingested in parallel processes (env CJM_INGEST_WORKERS).")
+    ] = 0,
 ) -> None:
     """Parse landing files into the canonical lake, quarantine and manifests."""
     from cjm_pipeline.ingest import ALL_SOURCES, ingest as run, summary
@@ -85,7 +88,9 @@ def ingest(
         raise typer.BadParameter(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
     began = time.perf_counter()
-    manifests = run(settings, dates, sources, progress=typer.echo)
+    manifests = run(
+        settings, dates, sources, progress=typer.echo, workers=workers or settings.ingest_workers
+    )
     typer.echo("")
     typer.echo(summary(manifests))
     typer.echo(f"lake: {settings.lake_dir}  ({time.perf_counter() - began:.1f} s)")

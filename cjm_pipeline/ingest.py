@@ -13,10 +13,12 @@ lake exactly as one ingest would, and a reader never sees half a partition.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -91,16 +93,42 @@ def ingest(
     dates: Iterable[date],
     sources: Iterable[str] = ALL_SOURCES,
     progress: Callable[[str], None] = print,
+    workers: int = 1,
 ) -> list[Manifest]:
-    manifests = []
-    for day in dates:
+    """Ingest the dates of each source in date order.
+
+    Sources are independent (each writes only its own partitions), so with
+    ``workers > 1`` they run in parallel processes; the dates of one source
+    always run in order in one process, as cross-date deduplication expects.
+    """
+    dates = list(dates)
+    sources = list(sources)
+    if workers <= 1 or len(sources) == 1:
+        manifests = []
         for source in sources:
-            manifest = ingest_one(settings, source, day)
-            progress(_progress_line(manifest))
-            for message in manifest.messages:
-                progress(f"    {message}")
-            manifests.append(manifest)
-    return manifests
+            for manifest in ingest_source(settings, source, dates):
+                _report(manifest, progress)
+                manifests.append(manifest)
+        return manifests
+    by_source: dict[str, list[Manifest]] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(ingest_source, settings, s, dates): s for s in sources}
+        for future in as_completed(futures):
+            by_source[futures[future]] = future.result()
+            for manifest in by_source[futures[future]]:
+                _report(manifest, progress)
+    return [m for s in sources for m in by_source[s]]
+
+
+def ingest_source(settings: Settings, source: str, dates: list[date]) -> list[Manifest]:
+    return [ingest_one(settings, source, day) for day in dates]
+
+
+def _report(manifest: Manifest, progress: Callable[[str], None]) -> None:
+    progress(_progress_line(manifest))
+    for message in manifest.messages:
+        progress(f"    {message}")
 
 
 def ingest_one(settings: Settings, source: str, day: date) -> Manifest:

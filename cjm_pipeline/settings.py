@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     future_tolerance_hours: int = Field(
         24, description="Events stamped this far past the landing day's end are quarantined."
     )
+    ingest_workers: int = Field(2, description="Sources ingested in parallel processes.")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB memory_limit for builds.")
     duckdb_threads: int = Field(2, description="DuckDB threads for builds.")
 

@@ -63,14 +63,18 @@ class AdapterResult:
 
 
 def parse_timestamp(expr: pl.Expr) -> pl.Expr:
-    """ISO-8601 with an offset or Z; a timestamp without an offset is taken as UTC."""
-    return pl.coalesce(
-        expr.str.to_datetime(
-            "%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone="UTC", time_unit="us"
-        ),
-        expr.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone("UTC"),
-        expr.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone("UTC"),
+    """ISO-8601 with an offset or Z; a timestamp without an offset is taken as UTC.
+
+    The common form is parsed first; only the values it rejects are tried again
+    as naive timestamps (with ``T`` or a space), so the fallback costs nothing
+    on clean feeds.
+    """
+    aware = expr.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone="UTC", time_unit="us"
     )
+    retry = pl.when(aware.is_null()).then(expr.str.replace(" ", "T", literal=True))
+    naive = retry.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
+    return pl.coalesce(aware, naive.dt.replace_time_zone("UTC"))
 
 
 def parse_epoch_seconds(expr: pl.Expr) -> pl.Expr:

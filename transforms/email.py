@@ -7,7 +7,6 @@ line is split into its events. ``timestamp`` is unix seconds. Custom arguments
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -81,35 +80,8 @@ def _normalise(record: dict) -> dict:
     return record
 
 
-def _explode_batches(path: Path) -> Path | None:
-    """Lines holding webhook arrays are unusual; detect them cheaply and flatten them."""
-    head = path.open("rb").read(1) if path.suffix != ".gz" else b"{"
-    if head != b"[":
-        return None
-    flattened = path.with_name(f".{path.name}.flat.jsonl")
-    with path.open(encoding="utf-8", errors="surrogateescape") as src, flattened.open(
-        "w", encoding="utf-8", errors="surrogateescape"
-    ) as dst:
-        for line in src:
-            stripped = line.strip()
-            try:
-                batch = json.loads(stripped) if stripped.startswith("[") else None
-            except json.JSONDecodeError:
-                batch = None
-            if isinstance(batch, list):
-                dst.write("\n".join(json.dumps(e) for e in batch) + "\n")
-            else:
-                dst.write(line if line.endswith("\n") else line + "\n")
-    return flattened
-
-
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    flattened = _explode_batches(path)
-    try:
-        parsed = read_jsonl(flattened or path, NATIVE_DTYPE, _normalise)
-    finally:
-        if flattened is not None:
-            flattened.unlink(missing_ok=True)
+    parsed = read_jsonl(path, NATIVE_DTYPE, _normalise, split_arrays=True)
     frame = parsed.records
     url = pl.col("url")
     prepared = frame.with_columns(

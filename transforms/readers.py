@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-CHUNK_LINES = 512
+CHUNK_LINES = 1024
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cjm-decode")
 
@@ -63,30 +63,29 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def _split_valid_utf8(data: bytes) -> tuple[bytes, list[Reject]]:
+def _blank_invalid_utf8(data: bytes) -> tuple[bytes, list[Reject]]:
     """Blank out lines that are not valid UTF-8 (keeping line numbers) and reject them."""
-    text = data.decode("utf-8", errors="surrogateescape")
+    try:
+        data.decode("utf-8")
+        return data, []
+    except UnicodeDecodeError:
+        pass
+    lines = data.split(b"\n")
     rejects: list[Reject] = []
-    lines = text.split("\n")
-    line_no = 0
-    pos = 0
-    for match in _SURROGATE.finditer(text):
-        if match.start() < pos:
-            continue
-        line_no = text.count("\n", 0, match.start())
-        bad = lines[line_no]
-        lines[line_no] = ""
-        pos = text.find("\n", match.start())
-        pos = len(text) if pos < 0 else pos
-        rejects.append(
-            Reject(
-                line_no + 1,
-                "invalid_utf8",
-                "the line holds bytes that are not UTF-8 (re-export the file as UTF-8)",
-                bad.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace"),
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            lines[number - 1] = b""
+            rejects.append(
+                Reject(
+                    number,
+                    "invalid_utf8",
+                    f"byte {exc.start + 1} of the line is not UTF-8 (re-export the file as UTF-8)",
+                    line.decode("utf-8", errors="replace"),
+                )
             )
-        )
-    return "\n".join(lines).encode("utf-8"), rejects
+    return b"\n".join(lines), rejects
 
 
 def _decode_range(
@@ -122,31 +121,64 @@ def _classify_json_line(
         return None, "wrong_type", f"a field has the wrong type ({first})"
 
 
-def read_jsonl(
-    path: Path, dtype: pl.Struct, normalize: Callable[[dict], dict] | None = None
-) -> ParsedFile:
-    """Read a JSON lines file (optionally gzipped); a line may hold one object.
+def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
+    """Lines holding a JSON array become one row per element, keeping their line number."""
+    is_array = pl.col("_raw").str.starts_with("[")
+    arrays = frame.filter(is_array)
+    if arrays.height == 0:
+        return frame
+    lines: list[int] = []
+    raws: list[str] = []
+    for line, raw in arrays.iter_rows():
+        try:
+            elements = json.loads(raw)
+        except json.JSONDecodeError:
+            elements = None
+        if isinstance(elements, list) and elements:
+            lines.extend([line] * len(elements))
+            raws.extend(json.dumps(e) for e in elements)
+        else:
+            lines.append(line)
+            raws.append(raw)
+    exploded = pl.DataFrame({"_line": lines, "_raw": raws}, schema=frame.schema)
+    return pl.concat([frame.filter(~is_array), exploded]).sort("_line", maintain_order=True)
 
-    ``normalize`` is applied only to lines that failed the fast path, so that a
-    format's legal variants (a SendGrid ``category`` given as a string instead of a
-    list, say) are accepted without slowing down the common case.
+
+def read_jsonl(
+    path: Path,
+    dtype: pl.Struct,
+    normalize: Callable[[dict], dict] | None = None,
+    split_arrays: bool = False,
+) -> ParsedFile:
+    """Read a JSON lines file (optionally gzipped); a line holds one object.
+
+    With ``split_arrays`` a line may also hold an array of objects (a webhook POST
+    body), each becoming a record with that line's number. ``normalize`` is
+    applied only to lines that failed the fast path, so that a format's legal
+    variants (a SendGrid ``category`` given as a string instead of a list, say)
+    are accepted without slowing down the common case.
     """
-    data = read_bytes(path)
-    rejects: list[Reject] = []
-    try:
-        frame = pl.read_lines(data, name="_raw", row_index_name="_line", row_index_offset=1)
-    except pl.exceptions.ComputeError:
-        data, rejects = _split_valid_utf8(data)
-        frame = pl.read_lines(data, name="_raw", row_index_name="_line", row_index_offset=1)
+    data, rejects = _blank_invalid_utf8(read_bytes(path))
+    frame = pl.read_lines(data, name="_raw", row_index_name="_line", row_index_offset=1)
     frame = frame.with_columns(
         pl.col("_line").cast(pl.Int64), pl.col("_raw").str.strip_chars_end("\r")
     ).filter(pl.col("_raw").str.strip_chars() != "")
+    if split_arrays:
+        frame = _split_arrays(frame)
+    # A line that is not {...} cannot be a record: send it straight to the slow path
+    # so that truncated lines do not make whole chunks fail.
+    shaped = frame["_raw"].str.strip_chars()
+    shaped = shaped.str.starts_with("{") & shaped.str.ends_with("}")
+    misshapen = [int(i) for i in shaped.not_().arg_true()]
+    if misshapen:
+        frame = pl.concat([frame.filter(shaped), frame.filter(~shaped)])
     lines = frame["_raw"]
+    n_shaped = len(lines) - len(misshapen)
 
-    bounds = [(s, min(s + CHUNK_LINES, len(lines))) for s in range(0, len(lines), CHUNK_LINES)]
+    bounds = [(s, min(s + CHUNK_LINES, n_shaped)) for s in range(0, n_shaped, CHUNK_LINES)]
     results = list(_pool.map(lambda b: _decode_range(lines, dtype, *b), bounds))
     good: list[tuple[int, pl.Series]] = [g for res in results for g in res[0]]
-    bad: list[int] = [b for res in results for b in res[1]]
+    bad: list[int] = [b for res in results for b in res[1]] + list(range(n_shaped, len(lines)))
 
     repaired: list[int] = []
     for idx in bad:
@@ -165,6 +197,8 @@ def read_jsonl(
     ).alias("_rec")
     base = frame.select(pl.all().gather(keep)) if len(keep) != frame.height else frame
     records = base.with_columns(decoded).unnest("_rec")
+    if repaired:
+        records = records.sort("_line")
     rejects.sort(key=lambda r: r.line)
     return ParsedFile(records, rejects)
 

@@ -110,9 +110,12 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     frame = parsed.records.unnest("context", separator="_").unnest("properties", separator="_p_")
     frame = frame.rename(lambda c: c.replace("properties_p_", "p_"))
     call = pl.col("type").str.to_lowercase()
-    client_ts = parse_timestamp(pl.col("originalTimestamp"))
-    skew_corrected = parse_timestamp(pl.col("receivedAt")) - (
-        parse_timestamp(pl.col("sentAt")) - client_ts
+    # Only calls without a collector timestamp need the clock correction; masking the
+    # others first keeps the three extra parses to those rows.
+    untimed = pl.col("timestamp").is_null()
+    client_ts = parse_timestamp(pl.when(untimed).then(pl.col("originalTimestamp")))
+    skew_corrected = parse_timestamp(pl.when(untimed).then(pl.col("receivedAt"))) - (
+        parse_timestamp(pl.when(untimed).then(pl.col("sentAt"))) - client_ts
     )
     url = pl.coalesce("p_url", pl.col("context_page").struct.field("url"))
     campaign = pl.col("context_campaign")
