@@ -31,8 +31,11 @@ from transforms import email, reviews, web
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS_PER_CUSTOMER = 58.0  # measured on the generator's personas over 30 days
 START = date(2026, 10, 1)
-NATIVE = {"web": web.NATIVE_DTYPE, "email": email.NATIVE_DTYPE,
-          "reviews": pl.Struct(dict.fromkeys(reviews.COLUMNS, pl.String))}
+NATIVE = {
+    "web": web.NATIVE_DTYPE,
+    "email": email.NATIVE_DTYPE,
+    "reviews": pl.Struct(dict.fromkeys(reviews.COLUMNS, pl.String)),
+}
 
 
 def ensure_data(size: int, days: int, seed: int) -> Path:
@@ -81,8 +84,16 @@ def run_ingest(root: Path, days: int) -> tuple[float, int]:
     shutil.rmtree(root / "lake", ignore_errors=True)
     end = START + timedelta(days=days - 1)
     env = {**os.environ, "CJM_DATA_DIR": str(root)}
-    cmd = [sys.executable, "-m", "cjm_pipeline.cli", "ingest", "--start", START.isoformat(),
-           "--end", end.isoformat()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cjm_pipeline.cli",
+        "ingest",
+        "--start",
+        START.isoformat(),
+        "--end",
+        end.isoformat(),
+    ]
     began = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -114,14 +125,26 @@ def main() -> None:
             ingest_times.append(seconds)
             peaks.append(peak)
         events = pl.read_parquet(root / "truth" / "records" / "*.parquet").height
-        rows.append((size, events, parsed, statistics.median(floor_times),
-                     statistics.median(ingest_times), max(peaks)))
+        rows.append(
+            (
+                size,
+                events,
+                parsed,
+                statistics.median(floor_times),
+                statistics.median(ingest_times),
+                max(peaks),
+            )
+        )
     print()
-    print(f"{'target':>10} {'records':>10} {'floor s':>8} {'ingest s':>9} {'events/s':>10} "
-          f"{'x floor':>8} {'peak RSS':>10}")
+    print(
+        f"{'target':>10} {'records':>10} {'floor s':>8} {'ingest s':>9} {'events/s':>10} "
+        f"{'x floor':>8} {'peak RSS':>10}"
+    )
     for size, events, _, floor_s, ingest_s, peak in rows:
-        print(f"{size:>10,} {events:>10,} {floor_s:>8.2f} {ingest_s:>9.2f} "
-              f"{events / ingest_s:>10,.0f} {ingest_s / floor_s:>8.2f} {peak / 2**30:>8.2f} GiB")
+        print(
+            f"{size:>10,} {events:>10,} {floor_s:>8.2f} {ingest_s:>9.2f} "
+            f"{events / ingest_s:>10,.0f} {ingest_s / floor_s:>8.2f} {peak / 2**30:>8.2f} GiB"
+        )
     print(f"(medians of {args.repeat} runs; ingest includes process start-up)")
 
 

@@ -79,7 +79,8 @@ def ingest(
     ] = 0,
 ) -> None:
     """Parse landing files into the canonical lake, quarantine and manifests."""
-    from cjm_pipeline.ingest import ALL_SOURCES, ingest as run, summary
+    from cjm_pipeline.ingest import ALL_SOURCES, summary
+    from cjm_pipeline.ingest import ingest as run
 
     settings = get_settings(data_dir=data_dir)
     sources = source or list(ALL_SOURCES)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import polars as pl
 
@@ -37,21 +38,67 @@ SITE = "https://www.northwind-outfitters.example"
 PERSONAS: dict[str, dict] = {
     # weight, journeys, sessions per journey, purchase probability, devices,
     # email subscription, social presence, review propensity, entry channels
-    "researcher": dict(weight=0.24, journeys=(1, 2), sessions=(4, 9), buy=0.45, devices=(2, 3),
-                       subscribe=0.7, social=0.35, review=0.55, gap_hours=30,
-                       entry=["organic_search", "email", "social_mention", "paid_search"]),
-    "bargain_hunter": dict(weight=0.2, journeys=(1, 2), sessions=(2, 5), buy=0.35, devices=(1, 2),
-                           subscribe=0.9, social=0.2, review=0.3, gap_hours=20, abandon=0.5,
-                           entry=["email", "paid_search", "email", "affiliate"]),
-    "impulse_buyer": dict(weight=0.2, journeys=(1, 2), sessions=(1, 2), buy=0.7, devices=(1, 2),
-                          subscribe=0.3, social=0.7, review=0.25, gap_hours=3,
-                          entry=["paid_social", "paid_social", "social_mention", "direct"]),
-    "loyal_repeat": dict(weight=0.14, journeys=(2, 4), sessions=(1, 3), buy=0.95, devices=(1, 3),
-                         subscribe=0.95, social=0.5, review=0.6, gap_hours=24,
-                         entry=["email", "direct", "email", "organic_search"]),
-    "window_shopper": dict(weight=0.22, journeys=(1, 2), sessions=(1, 3), buy=0.0, devices=(1, 1),
-                           subscribe=0.25, social=0.3, review=0.0, gap_hours=40,
-                           entry=["organic_search", "paid_social", "social_mention", "paid_search"]),
+    "researcher": dict(
+        weight=0.24,
+        journeys=(1, 2),
+        sessions=(4, 9),
+        buy=0.45,
+        devices=(2, 3),
+        subscribe=0.7,
+        social=0.35,
+        review=0.55,
+        gap_hours=30,
+        entry=["organic_search", "email", "social_mention", "paid_search"],
+    ),
+    "bargain_hunter": dict(
+        weight=0.2,
+        journeys=(1, 2),
+        sessions=(2, 5),
+        buy=0.35,
+        devices=(1, 2),
+        subscribe=0.9,
+        social=0.2,
+        review=0.3,
+        gap_hours=20,
+        abandon=0.5,
+        entry=["email", "paid_search", "email", "affiliate"],
+    ),
+    "impulse_buyer": dict(
+        weight=0.2,
+        journeys=(1, 2),
+        sessions=(1, 2),
+        buy=0.7,
+        devices=(1, 2),
+        subscribe=0.3,
+        social=0.7,
+        review=0.25,
+        gap_hours=3,
+        entry=["paid_social", "paid_social", "social_mention", "direct"],
+    ),
+    "loyal_repeat": dict(
+        weight=0.14,
+        journeys=(2, 4),
+        sessions=(1, 3),
+        buy=0.95,
+        devices=(1, 3),
+        subscribe=0.95,
+        social=0.5,
+        review=0.6,
+        gap_hours=24,
+        entry=["email", "direct", "email", "organic_search"],
+    ),
+    "window_shopper": dict(
+        weight=0.22,
+        journeys=(1, 2),
+        sessions=(1, 3),
+        buy=0.0,
+        devices=(1, 1),
+        subscribe=0.25,
+        social=0.3,
+        review=0.0,
+        gap_hours=40,
+        entry=["organic_search", "paid_social", "social_mention", "paid_search"],
+    ),
 }
 EDGE_CASES = (
     "late_arrival_4d",
@@ -65,9 +112,22 @@ LAST = ["berg", "okafor", "silva", "tanaka", "novak", "reyes", "weber", "haddad"
 DOMAINS = ["mailbox.example", "inbox.example", "post.example", "webmail.example"]
 PLATFORMS = ["instagram", "x", "tiktok", "facebook"]
 REVIEW_PLATFORMS = ["trustpilot", "google"]
-PRODUCTS = [(f"sku-{i:04d}", cat, price) for i, (cat, price) in enumerate(
-    [("jackets", 149.0), ("boots", 129.0), ("tents", 299.0), ("packs", 89.0), ("socks", 14.0),
-     ("gloves", 39.0), ("stoves", 79.0), ("lamps", 29.0)] * 6)]
+PRODUCTS = [
+    (f"sku-{i:04d}", cat, price)
+    for i, (cat, price) in enumerate(
+        [
+            ("jackets", 149.0),
+            ("boots", 129.0),
+            ("tents", 299.0),
+            ("packs", 89.0),
+            ("socks", 14.0),
+            ("gloves", 39.0),
+            ("stoves", 79.0),
+            ("lamps", 29.0),
+        ]
+        * 6
+    )
+]
 AD_CAMPAIGNS = {
     "paid_search": ("google", "cpc", "autumn_search"),
     "paid_social": ("instagram", "paid_social", "trail_season"),
@@ -132,22 +192,39 @@ class Sim:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     # -- web ------------------------------------------------------------------
-    def web(self, c: Customer, device: str, at: datetime, kind: str, stage: str, *,
-            event: str | None = None, path: str = "/", utm: tuple | None = None,
-            referrer: str | None = None, props: dict | None = None, title: str = "",
-            anonymous_id: str | None = None) -> None:
+    def web(
+        self,
+        c: Customer,
+        device: str,
+        at: datetime,
+        kind: str,
+        stage: str,
+        *,
+        event: str | None = None,
+        path: str = "/",
+        utm: tuple | None = None,
+        referrer: str | None = None,
+        props: dict | None = None,
+        title: str = "",
+        anonymous_id: str | None = None,
+    ) -> None:
         if at >= self.end or at < self.start:
             return
-        payload: dict = {"type": kind, "messageId": self.uid(),
-                         "anonymousId": anonymous_id or device}
+        payload: dict = {
+            "type": kind,
+            "messageId": self.uid(),
+            "anonymousId": anonymous_id or device,
+        }
         if c.user_id and (device in c.identified_devices or kind == "identify"):
             payload["userId"] = c.user_id
         url = SITE + path
         if utm:
             url += f"?utm_source={utm[0]}&utm_medium={utm[1]}&utm_campaign={utm[2]}"
-        context: dict = {"page": {"url": url, "path": path, "referrer": referrer or "",
-                                  "title": title or path},
-                         "userAgent": "Mozilla/5.0", "library": {"name": "analytics.js"}}
+        context: dict = {
+            "page": {"url": url, "path": path, "referrer": referrer or "", "title": title or path},
+            "userAgent": "Mozilla/5.0",
+            "library": {"name": "analytics.js"},
+        }
         if utm:
             context["campaign"] = {"source": utm[0], "medium": utm[1], "name": utm[2]}
         payload["context"] = context
@@ -174,13 +251,22 @@ class Sim:
         etype = event or kind
         self.recs.append(Rec("web", at, stage, etype, payload["messageId"], payload, c.key))
 
-    def session(self, c: Customer, at: datetime, device: str, stage_path: list[tuple[str, str]],
-                entry: str | None) -> datetime:
+    def session(
+        self,
+        c: Customer,
+        at: datetime,
+        device: str,
+        stage_path: list[tuple[str, str]],
+        entry: str | None,
+    ) -> datetime:
         """A web session that walks the given (stage, step) list; returns its end."""
         rng = self.rng
         utm = AD_CAMPAIGNS.get(entry or "")
-        referrer = {"organic_search": "https://www.google.com/", "paid_search": "https://www.google.com/",
-                    "paid_social": "https://l.instagram.com/"}.get(entry or "")
+        referrer = {
+            "organic_search": "https://www.google.com/",
+            "paid_search": "https://www.google.com/",
+            "paid_social": "https://l.instagram.com/",
+        }.get(entry or "")
         if entry == "email":
             camp = rng.choice([x for x in self.campaigns if x["category"] != "transactional"])
             utm = ("newsletter", "email", camp["utm_campaign"])
@@ -189,34 +275,98 @@ class Sim:
         for stage, step in stage_path:
             product = rng.choice(PRODUCTS)
             if landing:
-                path = {"discovery": rng.choice(["/", "/landing/trail-season", "/blog/packing-list"]),
-                        }.get(stage, f"/products/{product[0]}")
-                self.web(c, device, t, "page", stage, path=path, utm=utm, referrer=referrer,
-                         title="Northwind Outfitters")
+                path = {
+                    "discovery": rng.choice(["/", "/landing/trail-season", "/blog/packing-list"]),
+                }.get(stage, f"/products/{product[0]}")
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "page",
+                    stage,
+                    path=path,
+                    utm=utm,
+                    referrer=referrer,
+                    title="Northwind Outfitters",
+                )
                 landing = False
-                if c.user_id and device not in c.identified_devices and c.signup_at and t > c.signup_at:
+                if (
+                    c.user_id
+                    and device not in c.identified_devices
+                    and c.signup_at
+                    and t > c.signup_at
+                ):
                     t += timedelta(seconds=rng.randint(5, 40))
                     self.web(c, device, t, "identify", "unclassified")
             t += timedelta(seconds=rng.randint(10, 240))
             if step == "browse":
-                self.web(c, device, t, "page", stage, path=rng.choice(["/", "/blog/packing-list", "/landing/trail-season"]))
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "page",
+                    stage,
+                    path=rng.choice(["/", "/blog/packing-list", "/landing/trail-season"]),
+                )
             elif step == "list":
-                self.web(c, device, t, "track", stage, event="Product List Viewed",
-                         path=f"/category/{product[1]}", props={"category": product[1], "list_id": product[1]})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Product List Viewed",
+                    path=f"/category/{product[1]}",
+                    props={"category": product[1], "list_id": product[1]},
+                )
             elif step == "search":
-                self.web(c, device, t, "track", stage, event="Products Searched", path="/search",
-                         props={"query": rng.choice(["rain jacket", "tent 2p", "wool socks"])})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Products Searched",
+                    path="/search",
+                    props={"query": rng.choice(["rain jacket", "tent 2p", "wool socks"])},
+                )
             elif step == "product":
-                self.web(c, device, t, "page", stage, path=f"/products/{product[0]}", title=product[0])
+                self.web(
+                    c, device, t, "page", stage, path=f"/products/{product[0]}", title=product[0]
+                )
                 t += timedelta(seconds=rng.randint(2, 20))
-                self.web(c, device, t, "track", stage, event="Product Viewed", path=f"/products/{product[0]}",
-                         props={"product_id": product[0], "category": product[1], "price": product[2]})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Product Viewed",
+                    path=f"/products/{product[0]}",
+                    props={"product_id": product[0], "category": product[1], "price": product[2]},
+                )
             elif step == "reviews":
-                self.web(c, device, t, "track", stage, event="Reviews Viewed",
-                         path=f"/products/{product[0]}/reviews", props={"product_id": product[0]})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Reviews Viewed",
+                    path=f"/products/{product[0]}/reviews",
+                    props={"product_id": product[0]},
+                )
             elif step == "cart":
-                self.web(c, device, t, "track", stage, event="Product Added", path="/cart",
-                         props={"product_id": product[0], "price": product[2], "quantity": 1})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Product Added",
+                    path="/cart",
+                    props={"product_id": product[0], "price": product[2], "quantity": 1},
+                )
             elif step == "signup":
                 c.user_id = c.user_id or f"usr_{self.uid()[:12]}"
                 c.signup_at = t
@@ -230,44 +380,102 @@ class Sim:
                 if device not in c.identified_devices:
                     self.web(c, device, t, "identify", "unclassified")
                     t += timedelta(seconds=rng.randint(2, 10))
-                self.web(c, device, t, "track", stage, event="Checkout Started", path="/checkout",
-                         props={"checkout_id": self.uid()[:8]})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Checkout Started",
+                    path="/checkout",
+                    props={"checkout_id": self.uid()[:8]},
+                )
             elif step == "pay":
-                self.web(c, device, t, "track", stage, event="Payment Info Entered", path="/checkout/payment",
-                         props={"step": "2", "method": rng.choice(["card", "paypal"])})
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Payment Info Entered",
+                    path="/checkout/payment",
+                    props={"step": "2", "method": rng.choice(["card", "paypal"])},
+                )
             elif step == "order":
                 order_id = f"ord_{self.uid()[:10]}"
                 c.orders.append(order_id)
                 c.purchased = True
                 total = round(rng.uniform(20, 400), 2)
-                self.web(c, device, t, "track", stage, event="Order Completed", path="/checkout/complete",
-                         props={"order_id": order_id, "revenue": total, "currency": "EUR"})
-                self.email(c, t + timedelta(seconds=30), "transactional", "order_confirmation",
-                           clicks=False, order_id=order_id)
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Order Completed",
+                    path="/checkout/complete",
+                    props={"order_id": order_id, "revenue": total, "currency": "EUR"},
+                )
+                self.email(
+                    c,
+                    t + timedelta(seconds=30),
+                    "transactional",
+                    "order_confirmation",
+                    clicks=False,
+                    order_id=order_id,
+                )
             elif step == "account":
                 self.web(c, device, t, "page", stage, path="/account/orders", title="Your orders")
             elif step == "rewards":
                 self.web(c, device, t, "page", stage, path="/rewards", title="Rewards")
-            elif step == "refund":
-                if c.orders:
-                    self.web(c, device, t, "track", stage, event="Order Refunded", path="/account/orders",
-                             props={"order_id": c.orders[-1]})
+            elif step == "refund" and c.orders:
+                self.web(
+                    c,
+                    device,
+                    t,
+                    "track",
+                    stage,
+                    event="Order Refunded",
+                    path="/account/orders",
+                    props={"order_id": c.orders[-1]},
+                )
         return t
 
     # -- email ----------------------------------------------------------------
-    def email(self, c: Customer, at: datetime, category: str, campaign: str, *, clicks: bool = True,
-              order_id: str | None = None, open_rate: float = 0.3) -> datetime | None:
+    def email(
+        self,
+        c: Customer,
+        at: datetime,
+        category: str,
+        campaign: str,
+        *,
+        clicks: bool = True,
+        order_id: str | None = None,
+        open_rate: float = 0.3,
+    ) -> datetime | None:
         """One send with its delivery events; returns the click time if the customer clicked."""
         if at >= self.end or at < self.start:
             return None
         rng = self.rng
-        stage = {"newsletter": "discovery", "promo": "discovery", "transactional": "experience",
-                 "loyalty": "loyalty"}[category]
-        click_stage = {"newsletter": "consideration", "promo": "consideration",
-                       "transactional": "experience", "loyalty": "loyalty"}[category]
+        stage = {
+            "newsletter": "discovery",
+            "promo": "discovery",
+            "transactional": "experience",
+            "loyalty": "loyalty",
+        }[category]
+        click_stage = {
+            "newsletter": "consideration",
+            "promo": "consideration",
+            "transactional": "experience",
+            "loyalty": "loyalty",
+        }[category]
         msg = f"{self.uid()[:22]}.filter0001p1"
-        base = {"email": c.email, "sg_message_id": msg, "category": [category, campaign],
-                "marketing_campaign_name": campaign}
+        base = {
+            "email": c.email,
+            "sg_message_id": msg,
+            "category": [category, campaign],
+            "marketing_campaign_name": campaign,
+        }
         if category != "transactional":
             base.update(utm_source="newsletter", utm_medium="email", utm_campaign=campaign)
         if order_id:
@@ -279,14 +487,27 @@ class Sim:
             if t >= self.end:
                 return
             sg = self.uid().replace("-", "")[:22]
-            payload = {**base, "event": event, "timestamp": int(t.timestamp()), "sg_event_id": sg, **extra}
+            payload = {
+                **base,
+                "event": event,
+                "timestamp": int(t.timestamp()),
+                "sg_event_id": sg,
+                **extra,
+            }
             self.recs.append(Rec("email", t, stage_, event, sg, payload, c.key))
 
         emit("processed", at, stage)
         roll = rng.random()
         t = at + timedelta(seconds=rng.randint(2, 90))
         if roll < 0.02:
-            emit("bounce", t, stage, type="bounce", reason=f"550 5.1.1 <{c.email}>: mailbox unavailable", status="5.1.1")
+            emit(
+                "bounce",
+                t,
+                stage,
+                type="bounce",
+                reason=f"550 5.1.1 <{c.email}>: mailbox unavailable",
+                status="5.1.1",
+            )
             return None
         if roll < 0.03:
             emit("dropped", t, stage, reason="Bounced Address")
@@ -308,35 +529,65 @@ class Sim:
         if not clicks or rng.random() > 0.3:
             return None
         t += timedelta(seconds=rng.randint(3, 120))
-        emit("click", t, click_stage,
-             url=f"{SITE}/landing/{campaign}?utm_source=newsletter&utm_medium=email&utm_campaign={campaign}")
+        emit(
+            "click",
+            t,
+            click_stage,
+            url=f"{SITE}/landing/{campaign}?utm_source=newsletter&utm_medium=email&utm_campaign={campaign}",
+        )
         return t
 
     # -- social and reviews ---------------------------------------------------
-    def social(self, c: Customer, at: datetime, kind: str, stage: str, text: str,
-               campaign: str = "", url: str = "", reply_to: str = "", sentiment: str = "neutral") -> None:
+    def social(
+        self,
+        c: Customer,
+        at: datetime,
+        kind: str,
+        stage: str,
+        text: str,
+        campaign: str = "",
+        url: str = "",
+        reply_to: str = "",
+        sentiment: str = "neutral",
+    ) -> None:
         if not c.handles or at >= self.end or at < self.start:
             return
         platform, handle = self.rng.choice(c.handles)
         mid = f"{platform[:2]}_{self.uid()[:16]}"
-        row = {"mention_id": mid, "platform": platform, "author_handle": "@" + handle,
-               "created_at": _iso(at), "kind": kind, "text": text, "url": url,
-               "campaign": campaign, "in_reply_to": reply_to, "sentiment": sentiment}
+        row = {
+            "mention_id": mid,
+            "platform": platform,
+            "author_handle": "@" + handle,
+            "created_at": _iso(at),
+            "kind": kind,
+            "text": text,
+            "url": url,
+            "campaign": campaign,
+            "in_reply_to": reply_to,
+            "sentiment": sentiment,
+        }
         self.recs.append(Rec("social", at, stage, kind, mid, row, c.key))
 
-    def review(self, c: Customer, at: datetime, rating: int, order_id: str | None,
-               by_email: bool = True) -> None:
+    def review(
+        self, c: Customer, at: datetime, rating: int, order_id: str | None, by_email: bool = True
+    ) -> None:
         if at >= self.end or at < self.start:
             return
         rid = f"rv_{self.uid()[:14]}"
         platform = self.rng.choice(REVIEW_PLATFORMS)
         handle = f"{c.handles[0][1]}" if c.handles and not by_email else None
-        row = {"review_id": rid, "platform": platform,
-               "reviewer_email": c.email if by_email or not handle else None,
-               "reviewer_handle": handle, "rating": rating,
-               "title": ["", "Awful", "Poor", "Average", "Good", "Great"][rating],
-               "text": self.rng.choice(REVIEW_TEXT[rating]), "language": "en",
-               "created_at": _iso(at), "order_id": order_id}
+        row = {
+            "review_id": rid,
+            "platform": platform,
+            "reviewer_email": c.email if by_email or not handle else None,
+            "reviewer_handle": handle,
+            "rating": rating,
+            "title": ["", "Awful", "Poor", "Average", "Good", "Great"][rating],
+            "text": self.rng.choice(REVIEW_TEXT[rating]),
+            "language": "en",
+            "created_at": _iso(at),
+            "order_id": order_id,
+        }
         self.recs.append(Rec("reviews", at, "experience", "review", rid, row, c.key))
 
 
@@ -350,7 +601,9 @@ def _campaigns(start: date, days: int) -> list[dict]:
         day = start + timedelta(days=d)
         if day.weekday() in (1, 4):
             week = day.isocalendar().week
-            out.append({"day": d, "category": "newsletter", "utm_campaign": f"weekly_picks_w{week:02d}"})
+            out.append(
+                {"day": d, "category": "newsletter", "utm_campaign": f"weekly_picks_w{week:02d}"}
+            )
         if d % 10 == 3:
             out.append({"day": d, "category": "promo", "utm_campaign": f"flash_sale_{day:%m%d}"})
         if d % 14 == 7:
@@ -369,9 +622,16 @@ def _make_customer(rng: random.Random, idx: int, persona: str, key: str) -> Cust
     if rng.random() < p["social"]:
         for platform in rng.sample(PLATFORMS, rng.choice([1, 1, 2])):
             handles.append((platform, f"{first}{last}_{idx}_{platform[:2]}"))
-    c = Customer(key=key, persona=persona, email=email, user_id=None, devices=devices,
-                 handles=handles, handles_in_crm=rng.random() < 0.85,
-                 subscribed=rng.random() < p["subscribe"])
+    c = Customer(
+        key=key,
+        persona=persona,
+        email=email,
+        user_id=None,
+        devices=devices,
+        handles=handles,
+        handles_in_crm=rng.random() < 0.85,
+        subscribed=rng.random() < p["subscribe"],
+    )
     for d in devices:
         if rng.random() < SKEWED_DEVICE_RATE:
             c.skew[d] = timedelta(seconds=rng.choice([-1, 1]) * rng.randint(60, 3 * 3600))
@@ -384,7 +644,9 @@ def _simulate(sim: Sim, c: Customer) -> None:
     p = PERSONAS[c.persona]
     span = (sim.end - sim.start).total_seconds()
     n_journeys = rng.randint(*p["journeys"])
-    starts = sorted(sim.start + timedelta(seconds=rng.uniform(0, span * 0.95)) for _ in range(n_journeys))
+    starts = sorted(
+        sim.start + timedelta(seconds=rng.uniform(0, span * 0.95)) for _ in range(n_journeys)
+    )
     if c.subscribed:
         c.subscribed_at = sim.start - timedelta(days=rng.randint(1, 300))
         if rng.random() < 0.6 or c.persona == "loyal_repeat":
@@ -399,12 +661,24 @@ def _simulate(sim: Sim, c: Customer) -> None:
         first_device = c.devices[0]
         # discovery touch off-site
         if entry == "paid_social" and c.handles:
-            sim.social(c, t - timedelta(seconds=5), "ad_click", "discovery", "",
-                       campaign="trail_season",
-                       url=f"{SITE}/landing/trail-season?utm_source=instagram&utm_medium=paid_social&utm_campaign=trail_season")
+            sim.social(
+                c,
+                t - timedelta(seconds=5),
+                "ad_click",
+                "discovery",
+                "",
+                campaign="trail_season",
+                url=f"{SITE}/landing/trail-season?utm_source=instagram&utm_medium=paid_social&utm_campaign=trail_season",
+            )
         if entry == "social_mention" and c.handles:
-            sim.social(c, t - timedelta(hours=rng.randint(1, 30)), "mention", "discovery",
-                       f"Has anyone tried @{BRAND} gear? Looking for a new tent.", sentiment="neutral")
+            sim.social(
+                c,
+                t - timedelta(hours=rng.randint(1, 30)),
+                "mention",
+                "discovery",
+                f"Has anyone tried @{BRAND} gear? Looking for a new tent.",
+                sentiment="neutral",
+            )
         n_sessions = rng.randint(*p["sessions"])
         buys = rng.random() < p["buy"]
         plan = _session_plan(rng, c, n_sessions, buys, p)
@@ -422,13 +696,17 @@ def _simulate(sim: Sim, c: Customer) -> None:
     _emails(sim, c, p)
 
 
-def _session_plan(rng: random.Random, c: Customer, n: int, buys: bool, p: dict) -> list[list[tuple[str, str]]]:
+def _session_plan(
+    rng: random.Random, c: Customer, n: int, buys: bool, p: dict
+) -> list[list[tuple[str, str]]]:
     plan: list[list[tuple[str, str]]] = []
     plan.append([("discovery", "browse")] + [("discovery", "browse")] * rng.randint(0, 2))
     for _ in range(max(0, n - 2)):
         steps = [("consideration", rng.choice(["list", "search", "product"]))]
-        steps += [("consideration", rng.choice(["product", "product", "reviews", "list"]))
-                  for _ in range(rng.randint(1, 4))]
+        steps += [
+            ("consideration", rng.choice(["product", "product", "reviews", "list"]))
+            for _ in range(rng.randint(1, 4))
+        ]
         if rng.random() < 0.25:
             steps.append(("consideration", "cart"))
         plan.append(steps)
@@ -453,34 +731,73 @@ def _after_purchase(sim: Sim, c: Customer, t: datetime, p: dict) -> None:
     rng = sim.rng
     order_id = c.orders[-1]
     good = rng.random() < (0.85 if c.persona == "loyal_repeat" else 0.7)
-    sim.email(c, t + timedelta(days=rng.uniform(0.5, 2)), "transactional", "order_shipped", clicks=True,
-              order_id=order_id, open_rate=0.6)
+    sim.email(
+        c,
+        t + timedelta(days=rng.uniform(0.5, 2)),
+        "transactional",
+        "order_shipped",
+        clicks=True,
+        order_id=order_id,
+        open_rate=0.6,
+    )
     device = rng.choice(c.devices)
     sim.session(c, t + timedelta(days=rng.uniform(1, 3)), device, [("experience", "account")], None)
     if not good:
         if c.handles and rng.random() < 0.6:
-            sim.social(c, t + timedelta(days=rng.uniform(2, 5)), "dm", "experience",
-                       f"My order {order_id} is late, can someone help?", sentiment="negative")
+            sim.social(
+                c,
+                t + timedelta(days=rng.uniform(2, 5)),
+                "dm",
+                "experience",
+                f"My order {order_id} is late, can someone help?",
+                sentiment="negative",
+            )
         if rng.random() < 0.3:
-            sim.session(c, t + timedelta(days=rng.uniform(3, 8)), device, [("experience", "refund")], None)
+            sim.session(
+                c, t + timedelta(days=rng.uniform(3, 8)), device, [("experience", "refund")], None
+            )
     if rng.random() < p["review"] or (not good and rng.random() < 0.5):
         rating = rng.choice([4, 5, 5]) if good else rng.choice([1, 2, 2, 3])
-        sim.review(c, t + timedelta(days=rng.uniform(3, 10)), rating, order_id,
-                   by_email=not c.handles or rng.random() < 0.7)
+        sim.review(
+            c,
+            t + timedelta(days=rng.uniform(3, 10)),
+            rating,
+            order_id,
+            by_email=not c.handles or rng.random() < 0.7,
+        )
     if good and (c.persona == "loyal_repeat" or rng.random() < 0.15):
-        sim.session(c, t + timedelta(days=rng.uniform(4, 12)), device, [("loyalty", "rewards")], None)
+        sim.session(
+            c, t + timedelta(days=rng.uniform(4, 12)), device, [("loyalty", "rewards")], None
+        )
         if c.handles and rng.random() < 0.5:
-            sim.social(c, t + timedelta(days=rng.uniform(5, 14)), "share", "loyalty",
-                       f"Loving my new gear from @{BRAND}!", sentiment="positive")
+            sim.social(
+                c,
+                t + timedelta(days=rng.uniform(5, 14)),
+                "share",
+                "loyalty",
+                f"Loving my new gear from @{BRAND}!",
+                sentiment="positive",
+            )
     elif c.handles and rng.random() < 0.3:
-        sim.social(c, t + timedelta(days=rng.uniform(1, 6)), "comment", "consideration",
-                   f"@{BRAND} does this come in other colours?", reply_to=f"post_{rng.randint(1, 40)}")
+        sim.social(
+            c,
+            t + timedelta(days=rng.uniform(1, 6)),
+            "comment",
+            "consideration",
+            f"@{BRAND} does this come in other colours?",
+            reply_to=f"post_{rng.randint(1, 40)}",
+        )
 
 
 def _emails(sim: Sim, c: Customer, p: dict) -> None:
     rng = sim.rng
-    open_rate = {"researcher": 0.35, "bargain_hunter": 0.45, "impulse_buyer": 0.15,
-                 "loyal_repeat": 0.5, "window_shopper": 0.12}[c.persona]
+    open_rate = {
+        "researcher": 0.35,
+        "bargain_hunter": 0.45,
+        "impulse_buyer": 0.15,
+        "loyal_repeat": 0.5,
+        "window_shopper": 0.12,
+    }[c.persona]
     for camp in sim.campaigns:
         if camp["day"] < 0 or not c.subscribed:
             continue
@@ -491,7 +808,11 @@ def _emails(sim: Sim, c: Customer, p: dict) -> None:
         if click is not None:
             device = rng.choice(c.devices) if c.user_id else c.devices[0]
             stage = "loyalty" if camp["category"] == "loyalty" else "consideration"
-            steps = [(stage, "rewards")] if stage == "loyalty" else [(stage, "product"), (stage, "list")]
+            steps = (
+                [(stage, "rewards")]
+                if stage == "loyalty"
+                else [(stage, "product"), (stage, "list")]
+            )
             sim.session(c, click + timedelta(seconds=rng.randint(1, 5)), device, steps, "email")
 
 
@@ -503,15 +824,33 @@ def _edge_case(sim: Sim, c: Customer, name: str) -> list[str]:
     c.signup_at = sim.start - timedelta(days=30)
     dev = c.devices[0]
     if name == "late_arrival_4d":
-        sim.session(c, t, dev, [("discovery", "browse"), ("consideration", "product"),
-                                ("consideration", "product")], "direct")
+        sim.session(
+            c,
+            t,
+            dev,
+            [("discovery", "browse"), ("consideration", "product"), ("consideration", "product")],
+            "direct",
+        )
     elif name == "duplicate_event":
-        sim.session(c, t, dev, [("consideration", "product"), ("consideration", "cart"),
-                                ("purchase", "checkout"), ("purchase", "pay"), ("purchase", "order")], "direct")
+        sim.session(
+            c,
+            t,
+            dev,
+            [
+                ("consideration", "product"),
+                ("consideration", "cart"),
+                ("purchase", "checkout"),
+                ("purchase", "pay"),
+                ("purchase", "order"),
+            ],
+            "direct",
+        )
     elif name == "id_switch_mid_session":
         c.signup_at = None
         c.user_id = None
-        sim.session(c, t, dev, [("discovery", "browse"), ("consideration", "product")], "paid_search")
+        sim.session(
+            c, t, dev, [("discovery", "browse"), ("consideration", "product")], "paid_search"
+        )
         t2 = t + timedelta(minutes=6)
         c.user_id = "usr_edge_id_switch_mid_session"
         c.signup_at = t2
@@ -519,14 +858,25 @@ def _edge_case(sim: Sim, c: Customer, name: str) -> list[str]:
         new_anon = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         c.devices.append(new_anon)
         c.identified_devices.add(new_anon)
-        sim.session(c, t2 + timedelta(minutes=1), new_anon, [("consideration", "product"),
-                    ("consideration", "cart")], None)
+        sim.session(
+            c,
+            t2 + timedelta(minutes=1),
+            new_anon,
+            [("consideration", "product"), ("consideration", "cart")],
+            None,
+        )
     elif name == "bot_endless_session":
         c.user_id = None
         c.signup_at = None
         for i in range(2 * 24 * 180):
-            sim.web(c, dev, t + timedelta(seconds=20 * i), "page", "discovery",
-                    path=f"/products/sku-{i % 48:04d}")
+            sim.web(
+                c,
+                dev,
+                t + timedelta(seconds=20 * i),
+                "page",
+                "discovery",
+                path=f"/products/sku-{i % 48:04d}",
+            )
     elif name == "reviews_only":
         c.user_id = None
         c.handles = []
@@ -534,8 +884,14 @@ def _edge_case(sim: Sim, c: Customer, name: str) -> list[str]:
     return []
 
 
-def generate(out: Path, customers: int, start: date, days: int, seed: int,
-             progress: Callable[[str], None] = print) -> dict:
+def generate(
+    out: Path,
+    customers: int,
+    start: date,
+    days: int,
+    seed: int,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Write landing files and ground truth for ``customers`` customers over ``days`` days."""
     out = Path(out)
     landing = out / "landing"
@@ -566,8 +922,10 @@ def generate(out: Path, customers: int, start: date, days: int, seed: int,
             total += writer.write_customer(rng, c, sim.recs, truth_writer)
             truth_writer.customer(c)
         truth_writer.flush()
-        progress(f"  generated {min(customers, chunk_start + CHUNK_CUSTOMERS):,}/{customers:,} "
-                 f"customers, {total:,} records")
+        progress(
+            f"  generated {min(customers, chunk_start + CHUNK_CUSTOMERS):,}/{customers:,} "
+            f"customers, {total:,} records"
+        )
     writer.close()
     truth_writer.close()
     stats = {"customers": customers, "records": total, "days": days, "start": start.isoformat()}
@@ -578,11 +936,26 @@ def generate(out: Path, customers: int, start: date, days: int, seed: int,
 class _Writer:
     """Appends serialised records to one file per source and landing day."""
 
-    SOCIAL_COLUMNS = ["mention_id", "platform", "author_handle", "created_at", "kind", "text", "url",
-                      "campaign", "in_reply_to", "sentiment"]
-    CRM_COLUMNS = ["user_id", "email", "social_handles", "created_at"]
-    NAMES = {"web": "segment-events.jsonl", "email": "sendgrid-events.jsonl",
-             "social": "mentions.csv", "reviews": "reviews.jsonl", "crm": "customers.csv"}
+    SOCIAL_COLUMNS: ClassVar[list[str]] = [
+        "mention_id",
+        "platform",
+        "author_handle",
+        "created_at",
+        "kind",
+        "text",
+        "url",
+        "campaign",
+        "in_reply_to",
+        "sentiment",
+    ]
+    CRM_COLUMNS: ClassVar[list[str]] = ["user_id", "email", "social_handles", "created_at"]
+    NAMES: ClassVar[dict[str, str]] = {
+        "web": "segment-events.jsonl",
+        "email": "sendgrid-events.jsonl",
+        "social": "mentions.csv",
+        "reviews": "reviews.jsonl",
+        "crm": "customers.csv",
+    }
 
     def __init__(self, landing: Path, start: date, days: int):
         self.landing = landing
@@ -618,7 +991,9 @@ class _Writer:
             return _csv_line([rec.payload.get(c) or "" for c in self.SOCIAL_COLUMNS])
         return (json.dumps(rec.payload, separators=(",", ":")) + "\n").encode()
 
-    def write_customer(self, rng: random.Random, c: Customer, recs: list[Rec], truth: _TruthWriter) -> int:
+    def write_customer(
+        self, rng: random.Random, c: Customer, recs: list[Rec], truth: _TruthWriter
+    ) -> int:
         written = 0
         start_dt = datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)
         late_edge = c.key == "edge_late_arrival_4d"
@@ -646,7 +1021,9 @@ class _Writer:
             file, line = self._emit(rec.source, land, data)
             truth.record(rec, c, file, line, land, "ok", None, late)
             written += 1
-            is_dup = (dup_edge and rec.event_type == "Order Completed") or rng.random() < DUPLICATE_RATE
+            is_dup = (
+                dup_edge and rec.event_type == "Order Completed"
+            ) or rng.random() < DUPLICATE_RATE
             if is_dup:
                 dland = min(self.days - 1, land + rng.choice([0, 1, 1, 2, 3]))
                 file, line = self._emit(rec.source, dland, data)
@@ -674,14 +1051,45 @@ def _csv_line(values: list) -> bytes:
 def _malform(rng: random.Random, rec: Rec, land_at: datetime) -> tuple[bytes, str] | None:
     """A broken version of the record and the quarantine reason it must get."""
     kinds = {
-        "web": ["invalid_json", "missing_id", "missing_identity", "invalid_timestamp",
-                "future_timestamp", "unknown_event", "wrong_type", "invalid_utf8"],
-        "email": ["invalid_json", "missing_id", "missing_identity", "invalid_timestamp",
-                  "future_timestamp", "unknown_event", "wrong_type", "invalid_utf8"],
-        "social": ["invalid_csv", "missing_id", "missing_identity", "invalid_timestamp",
-                   "future_timestamp", "unknown_event", "invalid_utf8"],
-        "reviews": ["invalid_json", "missing_id", "missing_identity", "invalid_timestamp",
-                    "future_timestamp", "rating_out_of_range", "wrong_type", "invalid_utf8"],
+        "web": [
+            "invalid_json",
+            "missing_id",
+            "missing_identity",
+            "invalid_timestamp",
+            "future_timestamp",
+            "unknown_event",
+            "wrong_type",
+            "invalid_utf8",
+        ],
+        "email": [
+            "invalid_json",
+            "missing_id",
+            "missing_identity",
+            "invalid_timestamp",
+            "future_timestamp",
+            "unknown_event",
+            "wrong_type",
+            "invalid_utf8",
+        ],
+        "social": [
+            "invalid_csv",
+            "missing_id",
+            "missing_identity",
+            "invalid_timestamp",
+            "future_timestamp",
+            "unknown_event",
+            "invalid_utf8",
+        ],
+        "reviews": [
+            "invalid_json",
+            "missing_id",
+            "missing_identity",
+            "invalid_timestamp",
+            "future_timestamp",
+            "rating_out_of_range",
+            "wrong_type",
+            "invalid_utf8",
+        ],
     }[rec.source]
     kind = rng.choice(kinds)
     p = dict(rec.payload)
@@ -693,9 +1101,13 @@ def _malform(rng: random.Random, rec: Rec, land_at: datetime) -> tuple[bytes, st
         if kind == "invalid_utf8":
             line = _csv_line([p.get(c) or "" for c in cols])
             return line.replace(b"@", "caf\u00e9 @".encode("latin-1"), 1), kind
-        edit = {"missing_id": {"mention_id": ""}, "missing_identity": {"author_handle": ""},
-                "invalid_timestamp": {"created_at": "31/02/2026 25:61"},
-                "future_timestamp": {"created_at": future}, "unknown_event": {"kind": "like"}}[kind]
+        edit = {
+            "missing_id": {"mention_id": ""},
+            "missing_identity": {"author_handle": ""},
+            "invalid_timestamp": {"created_at": "31/02/2026 25:61"},
+            "future_timestamp": {"created_at": future},
+            "unknown_event": {"kind": "like"},
+        }[kind]
         p.update(edit)
         return _csv_line([p.get(c) or "" for c in cols]), kind
     if kind == "invalid_json":
@@ -757,17 +1169,41 @@ class _TruthWriter:
         (truth / "records").mkdir(parents=True, exist_ok=True)
         for old in (truth / "records").glob("part-*.parquet"):
             old.unlink()
-        self.rows: dict[str, list] = {k: [] for k in (
-            "source", "native_id", "file", "line", "landing_date", "customer_key", "persona",
-            "stage", "native_event", "occurred_at", "status", "reason", "late_days")}
+        self.rows: dict[str, list] = {
+            k: []
+            for k in (
+                "source",
+                "native_id",
+                "file",
+                "line",
+                "landing_date",
+                "customer_key",
+                "persona",
+                "stage",
+                "native_event",
+                "occurred_at",
+                "status",
+                "reason",
+                "late_days",
+            )
+        }
         self.customers: list[dict] = []
         self.identifiers: list[dict] = []
         self.crm_rows: list[dict] = []
         self.part = 0
         self.start: date | None = None
 
-    def record(self, rec: Rec, c: Customer, file: str, line: int, land: int, status: str,
-               reason: str | None, late: int) -> None:
+    def record(
+        self,
+        rec: Rec,
+        c: Customer,
+        file: str,
+        line: int,
+        land: int,
+        status: str,
+        reason: str | None,
+        late: int,
+    ) -> None:
         r = self.rows
         r["source"].append(rec.source)
         r["native_id"].append(rec.native_id)
@@ -784,8 +1220,16 @@ class _TruthWriter:
         r["late_days"].append(late)
 
     def customer(self, c: Customer) -> None:
-        self.customers.append({"customer_key": c.key, "persona": c.persona, "user_id": c.user_id,
-                               "email": c.email, "purchased": c.purchased, "orders": len(c.orders)})
+        self.customers.append(
+            {
+                "customer_key": c.key,
+                "persona": c.persona,
+                "user_id": c.user_id,
+                "email": c.email,
+                "purchased": c.purchased,
+                "orders": len(c.orders),
+            }
+        )
         ids = [("email", c.email)] + [("anonymous_id", d) for d in c.devices]
         if c.user_id:
             ids.append(("user_id", c.user_id))
@@ -798,8 +1242,10 @@ class _TruthWriter:
     def flush(self) -> None:
         if not self.rows["source"]:
             return
-        frame = pl.DataFrame(self.rows, schema_overrides={"occurred_at": pl.Datetime("us", "UTC"),
-                                                          "reason": pl.String})
+        frame = pl.DataFrame(
+            self.rows,
+            schema_overrides={"occurred_at": pl.Datetime("us", "UTC"), "reason": pl.String},
+        )
         frame.write_parquet(self.truth / "records" / f"part-{self.part:05d}.parquet")
         self.part += 1
         for v in self.rows.values():
@@ -809,5 +1255,6 @@ class _TruthWriter:
         self.flush()
         pl.DataFrame(self.customers).write_csv(self.truth / "customers.csv")
         pl.DataFrame(self.identifiers).write_csv(self.truth / "identifiers.csv")
-        pl.DataFrame(self.crm_rows, schema={"customer_key": pl.String, "file": pl.String,
-                                            "line": pl.Int64}).write_csv(self.truth / "crm_rows.csv")
+        pl.DataFrame(
+            self.crm_rows, schema={"customer_key": pl.String, "file": pl.String, "line": pl.Int64}
+        ).write_csv(self.truth / "crm_rows.csv")

@@ -195,7 +195,10 @@ def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
         manifest.accepted = manifest.read - manifest.quarantined
     else:
         events = _dedupe(settings, source, day, accepted, manifest)
-        _write_parquet(events.sort("occurred_at", "event_id"), settings.events_partition(source, iso) / EVENTS_FILE)
+        _write_parquet(
+            events.sort("occurred_at", "event_id"),
+            settings.events_partition(source, iso) / EVENTS_FILE,
+        )
         _remove_from_later_dates(settings, source, day, events["event_id"])
     _write_parquet(quarantine, settings.quarantine_partition(source, iso) / QUARANTINE_FILE)
 
@@ -218,7 +221,9 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
             return empty, f"{rel} is empty: nothing to read"
         return adapter.parse_file(path, ctx), ""
     except (UnreadableFileError, OSError) as exc:
-        message = f"could not read the file ({exc}); it was quarantined whole, the rest still landed"
+        message = (
+            f"could not read the file ({exc}); it was quarantined whole, the rest still landed"
+        )
         return whole_file_rejected(ctx, path, "unreadable_file", message), f"{rel}: {message}"
 
 
@@ -319,7 +324,9 @@ def summary(manifests: list[Manifest]) -> str:
         f"{sum(m.quarantined for m in manifests):>11,} {sum(m.duplicates for m in manifests):>11,}"
     )
     if reasons:
-        lines.append("quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items())))
+        lines.append(
+            "quarantined by reason: " + ", ".join(f"{r} {n:,}" for r, n in sorted(reasons.items()))
+        )
     missing = [m for m in manifests if m.status == "missing"]
     if missing:
         lines.append(f"{len(missing)} source-date(s) had no landing folder")

@@ -25,7 +25,9 @@ def sample_dates() -> list[date]:
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """400 customers over 12 days, generated and ingested once for the session."""
     root = tmp_path_factory.mktemp("sample")
-    generate(root, customers=400, start=SAMPLE_START, days=SAMPLE_DAYS, seed=3, progress=lambda _: None)
+    generate(
+        root, customers=400, start=SAMPLE_START, days=SAMPLE_DAYS, seed=3, progress=lambda _: None
+    )
     settings = Settings(data_dir=root, salt="test-salt")
     ingest(settings, sample_dates(), progress=lambda _: None)
     return settings
@@ -50,7 +52,9 @@ def land(settings: Settings, source: str, day: str, name: str, content: bytes | 
 
 
 def lake_events(settings: Settings, source: str | None = None) -> pl.DataFrame:
-    pattern = settings.lake_dir / "events" / (f"source={source}" if source else "*") / "*" / "*.parquet"
+    pattern = (
+        settings.lake_dir / "events" / (f"source={source}" if source else "*") / "*" / "*.parquet"
+    )
     return pl.read_parquet(pattern, hive_partitioning=False)
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, date, datetime, timedelta
 import hashlib
 import json
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -18,11 +18,21 @@ D = date(2026, 10, 5)
 
 
 def _web(**fields) -> str:
-    base = {"type": "track", "event": "Product Viewed", "messageId": "m-1", "anonymousId": "anon-1",
-            "timestamp": "2026-10-05T08:00:00.000Z",
-            "context": {"page": {"url": "https://shop.example/p/9?utm_source=google&utm_medium=cpc&utm_campaign=fall",
-                                 "path": "/p/9", "referrer": "https://www.google.com/"}},
-            "properties": {"product_id": "sku-9", "price": 19.5}}
+    base = {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": "m-1",
+        "anonymousId": "anon-1",
+        "timestamp": "2026-10-05T08:00:00.000Z",
+        "context": {
+            "page": {
+                "url": "https://shop.example/p/9?utm_source=google&utm_medium=cpc&utm_campaign=fall",
+                "path": "/p/9",
+                "referrer": "https://www.google.com/",
+            }
+        },
+        "properties": {"product_id": "sku-9", "price": 19.5},
+    }
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not None})
 
@@ -30,14 +40,29 @@ def _web(**fields) -> str:
 def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
     lines = [
         _web(),
-        _web(type="identify", event=None, messageId="m-2", userId="u-7",
-             traits={"email": " Ana.Silva@Mailbox.Example "}),
+        _web(
+            type="identify",
+            event=None,
+            messageId="m-2",
+            userId="u-7",
+            traits={"email": " Ana.Silva@Mailbox.Example "},
+        ),
         # a skewed device: no timestamp, client clock 2 h fast
-        _web(messageId="m-3", event="Order Completed", timestamp=None,
-             originalTimestamp="2026-10-05T12:00:00.000Z", sentAt="2026-10-05T12:00:01.000Z",
-             receivedAt="2026-10-05T10:00:01.250Z",
-             properties={"order_id": "o-1", "revenue": 120.0}),
-        _web(type="page", event=None, messageId="m-4", context={"page": {"url": "https://shop.example/blog?x=1"}}),
+        _web(
+            messageId="m-3",
+            event="Order Completed",
+            timestamp=None,
+            originalTimestamp="2026-10-05T12:00:00.000Z",
+            sentAt="2026-10-05T12:00:01.000Z",
+            receivedAt="2026-10-05T10:00:01.250Z",
+            properties={"order_id": "o-1", "revenue": 120.0},
+        ),
+        _web(
+            type="page",
+            event=None,
+            messageId="m-4",
+            context={"page": {"url": "https://shop.example/blog?x=1"}},
+        ),
     ]
     land(workspace, "web", DAY, "part-1.jsonl", "\n".join(lines) + "\n")
     m = ingest_one(workspace, "web", D)
@@ -46,12 +71,19 @@ def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
     first = events.row(0, named=True)
     assert first["event_type"] == "product_view"
     assert first["event_id"] == hashlib.sha256(b"web:m-1").hexdigest()[:32]
-    assert (first["utm_source"], first["utm_medium"], first["utm_campaign"]) == ("google", "cpc", "fall")
+    assert (first["utm_source"], first["utm_medium"], first["utm_campaign"]) == (
+        "google",
+        "cpc",
+        "fall",
+    )
     assert first["path"] == "/p/9"
     assert json.loads(first["properties"]) == {"product_id": "sku-9", "price": 19.5}
     identify = events.row(1, named=True)
     assert identify["event_type"] == "identify"
-    assert identify["email_sha256"] == hashlib.sha256(b"test-saltana.silva@mailbox.example").hexdigest()
+    assert (
+        identify["email_sha256"]
+        == hashlib.sha256(b"test-saltana.silva@mailbox.example").hexdigest()
+    )
     order = events.row(2, named=True)
     assert order["occurred_at"].isoformat() == "2026-10-05T10:00:00.250000+00:00"
     assert (order["order_id"], order["revenue"]) == ("o-1", 120.0)
@@ -86,25 +118,42 @@ def test_web_malformed_records_are_quarantined_with_their_reason(workspace, line
 
 def test_non_utf8_line_is_quarantined_and_the_rest_lands(workspace) -> None:
     bad = _web(messageId="m-bad").replace("sku-9", "caf\u00e9").encode("latin-1")
-    land(workspace, "web", DAY, "part-1.jsonl", _web().encode() + b"\n" + bad + b"\n" + _web(messageId="m-3").encode())
+    land(
+        workspace,
+        "web",
+        DAY,
+        "part-1.jsonl",
+        _web().encode() + b"\n" + bad + b"\n" + _web(messageId="m-3").encode(),
+    )
     m = ingest_one(workspace, "web", D)
     assert (m.read, m.accepted, m.quarantined_by_reason) == (3, 2, {"invalid_utf8": 1})
 
 
 def test_email_sendgrid_events(workspace) -> None:
     def ev(**f):
-        base = {"email": "kai.kim@inbox.example", "timestamp": 1791187200, "event": "click",
-                "sg_event_id": "e-1", "sg_message_id": "msg.filter01", "category": ["newsletter", "fall"],
-                "url": "https://shop.example/landing?utm_source=newsletter&utm_medium=email&utm_campaign=fall",
-                "marketing_campaign_name": "Fall letter"}
+        base = {
+            "email": "kai.kim@inbox.example",
+            "timestamp": 1791187200,
+            "event": "click",
+            "sg_event_id": "e-1",
+            "sg_message_id": "msg.filter01",
+            "category": ["newsletter", "fall"],
+            "url": "https://shop.example/landing?utm_source=newsletter&utm_medium=email&utm_campaign=fall",
+            "marketing_campaign_name": "Fall letter",
+        }
         base.update(f)
         return {k: v for k, v in base.items() if v is not None}
 
-    batch = [ev(sg_event_id="e-2", event="delivered", url=None), ev(sg_event_id="e-3", event="open", category="promo")]
+    batch = [
+        ev(sg_event_id="e-2", event="delivered", url=None),
+        ev(sg_event_id="e-3", event="open", category="promo"),
+    ]
     lines = [
         json.dumps(ev()),
         json.dumps(batch),  # a whole webhook POST body on one line
-        json.dumps(ev(sg_event_id="e-4", event="bounce", reason="550 <kai.kim@inbox.example> unknown")),
+        json.dumps(
+            ev(sg_event_id="e-4", event="bounce", reason="550 <kai.kim@inbox.example> unknown")
+        ),
         json.dumps(ev(sg_event_id="e-5", event="opened_twice")),
         json.dumps(ev(sg_event_id="e-6", timestamp="yesterday")),
         json.dumps(ev(sg_event_id=None)),
@@ -114,10 +163,20 @@ def test_email_sendgrid_events(workspace) -> None:
     land(workspace, "email", DAY, "sendgrid.json", "\n".join(lines))
     m = ingest_one(workspace, "email", D)
     assert m.read == 9 and m.accepted == 4
-    assert m.quarantined_by_reason == {"invalid_timestamp": 1, "missing_id": 1, "missing_identity": 1,
-                                       "unknown_event": 1, "wrong_type": 1}
+    assert m.quarantined_by_reason == {
+        "invalid_timestamp": 1,
+        "missing_id": 1,
+        "missing_identity": 1,
+        "unknown_event": 1,
+        "wrong_type": 1,
+    }
     events = lake_events(workspace, "email").sort("native_id")
-    assert events["event_type"].to_list() == ["email_clicked", "email_delivered", "email_opened", "email_bounced"]
+    assert events["event_type"].to_list() == [
+        "email_clicked",
+        "email_delivered",
+        "email_opened",
+        "email_bounced",
+    ]
     click = events.row(0, named=True)
     assert (click["utm_campaign"], click["campaign"], click["path"]) == ("fall", "fall", "/landing")
     assert click["occurred_at"] == datetime.fromtimestamp(1791187200, UTC)
@@ -125,12 +184,15 @@ def test_email_sendgrid_events(workspace) -> None:
     assert "kai.kim" not in events.row(3, named=True)["properties"]
 
 
-SOCIAL_HEADER = "mention_id,platform,author_handle,created_at,kind,text,url,campaign,in_reply_to,sentiment\n"
+SOCIAL_HEADER = (
+    "mention_id,platform,author_handle,created_at,kind,text,url,campaign,in_reply_to,sentiment\n"
+)
 
 
 def test_social_csv_export(workspace) -> None:
     rows = (
-        'x_1,x,@Trail_Fan,2026-10-05T09:00:00Z,mention,"Loving @northwind, ask @friend_9 or\nmail me at a@b.example",,,,positive\n'
+        "x_1,x,@Trail_Fan,2026-10-05T09:00:00Z,mention,"
+        '"Loving @northwind, ask @friend_9 or\nmail me at a@b.example",,,,positive\n'
         "ig_2,instagram,trail_fan,2026-10-05 10:00:00,ad_click,,https://shop.example/l?utm_source=instagram&utm_medium=paid_social&utm_campaign=trail,trail,,\n"
         "ig_3,instagram,someone,2026-10-05T10:00:00Z,like,,,,,\n"
         "ig_4,instagram,,2026-10-05T10:00:00Z,comment,hi,,,post_1,\n"
@@ -146,27 +208,54 @@ def test_social_csv_export(workspace) -> None:
     mention, ad = events.row(1, named=True), events.row(0, named=True)
     assert mention["text"] == "Loving @[handle], ask @[handle] or\nmail me at [email]"
     assert mention["social_handle_sha256"] == hashlib.sha256(b"test-saltx:trail_fan").hexdigest()
-    assert (ad["event_type"], ad["channel"], ad["utm_medium"]) == ("social_ad_click", "paid_social", "paid_social")
+    assert (ad["event_type"], ad["channel"], ad["utm_medium"]) == (
+        "social_ad_click",
+        "paid_social",
+        "paid_social",
+    )
     assert ad["social_handle_sha256"] == hashlib.sha256(b"test-saltinstagram:trail_fan").hexdigest()
 
 
 def test_reviews_jsonl_and_csv(workspace) -> None:
     def rv(**f):
-        base = {"review_id": "r-1", "platform": "Trustpilot", "reviewer_email": "mia@post.example",
-                "rating": 4, "title": "Good", "text": "Solid boots", "language": "EN",
-                "created_at": "2026-10-05T07:00:00Z", "order_id": "o-1"}
+        base = {
+            "review_id": "r-1",
+            "platform": "Trustpilot",
+            "reviewer_email": "mia@post.example",
+            "rating": 4,
+            "title": "Good",
+            "text": "Solid boots",
+            "language": "EN",
+            "created_at": "2026-10-05T07:00:00Z",
+            "order_id": "o-1",
+        }
         base.update(f)
         return json.dumps(base)
 
-    lines = [rv(), rv(review_id="r-2", rating=7), rv(review_id="r-3", rating="five"),
-             rv(review_id="r-4", rating=None), rv(review_id="r-5", reviewer_email=None),
-             rv(review_id="r-6", rating=3.5)]
+    lines = [
+        rv(),
+        rv(review_id="r-2", rating=7),
+        rv(review_id="r-3", rating="five"),
+        rv(review_id="r-4", rating=None),
+        rv(review_id="r-5", reviewer_email=None),
+        rv(review_id="r-6", rating=3.5),
+    ]
     land(workspace, "reviews", DAY, "reviews.jsonl", "\n".join(lines))
-    land(workspace, "reviews", DAY, "reviews.csv",
-         "review_id,platform,reviewer_handle,rating,created_at\nr-7,google,Mia P.,5,2026-10-05T06:00:00Z\n")
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "reviews.csv",
+        "review_id,platform,reviewer_handle,rating,created_at\n"
+        "r-7,google,Mia P.,5,2026-10-05T06:00:00Z\n",
+    )
     m = ingest_one(workspace, "reviews", D)
     assert (m.read, m.accepted) == (7, 2)
-    assert m.quarantined_by_reason == {"missing_identity": 1, "rating_out_of_range": 3, "wrong_type": 1}
+    assert m.quarantined_by_reason == {
+        "missing_identity": 1,
+        "rating_out_of_range": 3,
+        "wrong_type": 1,
+    }
     events = lake_events(workspace, "reviews").sort("native_id")
     assert events["rating"].to_list() == [4, 5]
     assert events["platform"].to_list() == ["trustpilot", "google"]
@@ -176,11 +265,16 @@ def test_reviews_jsonl_and_csv(workspace) -> None:
 
 
 def test_crm_rows_become_hashed_identity_edges(workspace) -> None:
-    land(workspace, "crm", DAY, "customers.csv",
-         "user_id,email,social_handles,created_at\n"
-         "u-1,Zoe@Mail.Example,instagram:@zoe_k;x:@zk,2026-01-01\n"
-         "u-2,zoe2@mail.example,,2026-01-01\n"
-         ",nobody@mail.example,,2026-01-01\n")
+    land(
+        workspace,
+        "crm",
+        DAY,
+        "customers.csv",
+        "user_id,email,social_handles,created_at\n"
+        "u-1,Zoe@Mail.Example,instagram:@zoe_k;x:@zk,2026-01-01\n"
+        "u-2,zoe2@mail.example,,2026-01-01\n"
+        ",nobody@mail.example,,2026-01-01\n",
+    )
     m = ingest_one(workspace, "crm", D)
     assert (m.read, m.accepted, m.quarantined) == (3, 2, 1)
     crm = pl.read_parquet(workspace.crm_partition(DAY) / "customers.parquet")
@@ -195,7 +289,13 @@ def test_crm_rows_become_hashed_identity_edges(workspace) -> None:
 
 def test_gzip_files_are_read_and_a_corrupt_one_is_quarantined_whole(workspace) -> None:
     land(workspace, "web", DAY, "a.jsonl.gz", gzip.compress((_web() + "\n").encode()))
-    land(workspace, "web", DAY, "b.jsonl.gz", gzip.compress((_web(messageId="m-2") + "\n").encode())[:-12])
+    land(
+        workspace,
+        "web",
+        DAY,
+        "b.jsonl.gz",
+        gzip.compress((_web(messageId="m-2") + "\n").encode())[:-12],
+    )
     land(workspace, "web", DAY, "c.jsonl", "")
     m = ingest_one(workspace, "web", D)
     assert (m.read, m.accepted, m.quarantined_by_reason) == (2, 1, {"unreadable_file": 1})
@@ -211,9 +311,26 @@ def test_missing_landing_folder_is_a_message_not_a_crash(workspace) -> None:
 
 
 def test_duplicates_within_a_file_and_from_an_earlier_day(workspace) -> None:
-    land(workspace, "web", "2026-10-04", "p.jsonl", _web(messageId="m-1", timestamp="2026-10-04T08:00:00Z"))
-    land(workspace, "web", DAY, "p.jsonl", "\n".join([_web(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
-                                                      _web(messageId="m-2"), _web(messageId="m-2")]))
+    land(
+        workspace,
+        "web",
+        "2026-10-04",
+        "p.jsonl",
+        _web(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
+    )
+    land(
+        workspace,
+        "web",
+        DAY,
+        "p.jsonl",
+        "\n".join(
+            [
+                _web(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
+                _web(messageId="m-2"),
+                _web(messageId="m-2"),
+            ]
+        ),
+    )
     ingest_one(workspace, "web", D - timedelta(days=1))
     m = ingest_one(workspace, "web", D)
     assert (m.read, m.accepted, m.duplicates_in_batch, m.duplicates_other_dates) == (3, 1, 1, 1)

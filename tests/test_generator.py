@@ -22,8 +22,14 @@ def _digest(root: Path) -> str:
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        generate(tmp_path / name, customers=120, start=date(2026, 10, 1), days=5, seed=seed,
-                 progress=lambda _: None)
+        generate(
+            tmp_path / name,
+            customers=120,
+            start=date(2026, 10, 1),
+            days=5,
+            seed=seed,
+            progress=lambda _: None,
+        )
     a, b, c = (_digest(tmp_path / n / "landing") for n in "abc")
     assert a == b
     assert a != c
@@ -31,9 +37,13 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
 
 
 def test_four_native_formats_and_crm_per_day(sample) -> None:
-    for source, name in (("web", "segment-events.jsonl"), ("email", "sendgrid-events.jsonl"),
-                         ("social", "mentions.csv"), ("reviews", "reviews.jsonl"),
-                         ("crm", "customers.csv")):
+    for source, name in (
+        ("web", "segment-events.jsonl"),
+        ("email", "sendgrid-events.jsonl"),
+        ("social", "mentions.csv"),
+        ("reviews", "reviews.jsonl"),
+        ("crm", "customers.csv"),
+    ):
         files = list((sample.landing_dir / source).glob(f"*/{name}"))
         assert files, f"no {source} files"
 
@@ -55,7 +65,12 @@ def test_mess_of_real_feeds_is_present(truth) -> None:
     statuses = set(truth["status"])
     assert statuses == {"ok", "duplicate", "malformed"}
     assert truth.filter(pl.col("late_days") > 0).height > 0
-    assert truth.filter(pl.col("late_days") == 4)["customer_key"].to_list().count("edge_late_arrival_4d") == 1
+    assert (
+        truth.filter(pl.col("late_days") == 4)["customer_key"]
+        .to_list()
+        .count("edge_late_arrival_4d")
+        == 1
+    )
     reasons = set(truth.filter(pl.col("status") == "malformed")["reason"])
     assert len(reasons) >= 7
 

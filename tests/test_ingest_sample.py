@@ -20,8 +20,9 @@ def test_malformed_records_are_exactly_the_quarantined_ones(sample, truth) -> No
         .select(pl.col("file"), pl.col("line"), pl.col("reason"))
         .sort("file", "line")
     )
-    quarantine = pl.read_parquet(sample.lake_dir / "quarantine" / "*" / "*" / "*.parquet",
-                                 hive_partitioning=False)
+    quarantine = pl.read_parquet(
+        sample.lake_dir / "quarantine" / "*" / "*" / "*.parquet", hive_partitioning=False
+    )
     got = quarantine.select(
         pl.col("source_file").alias("file"), pl.col("source_line").alias("line"), "reason"
     ).sort("file", "line")
@@ -96,7 +97,9 @@ def test_emails_hash_with_the_configured_salt(sample) -> None:
     identifiers = pl.read_csv(sample.truth_dir / "identifiers.csv")
     email = identifiers.filter(pl.col("kind") == "email")["value"][0]
     expected = hashlib.sha256(f"{sample.salt}{email.lower()}".encode()).hexdigest()
-    crm = pl.read_parquet(sample.lake_dir / "crm_customers" / "*" / "*.parquet", hive_partitioning=False)
+    crm = pl.read_parquet(
+        sample.lake_dir / "crm_customers" / "*" / "*.parquet", hive_partitioning=False
+    )
     events = lake_events(sample)
     assert expected in set(crm["email_sha256"]) | set(events["email_sha256"].drop_nulls())
 

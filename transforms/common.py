@@ -114,7 +114,8 @@ def timestamp_rules(ts_text: pl.Expr, occurred_at: pl.Expr, ctx: BatchContext) -
             "future_timestamp",
             occurred_at > pl.lit(latest),
             pl.format(
-                "timestamp {} is after {} (landing day end plus tolerance); check the producer's clock",
+                "timestamp {} is after {} (the landing day's end plus the tolerance); "
+                "check the producer's clock",
                 _quoted(ts_text),
                 pl.lit(latest.isoformat()),
             ),
@@ -143,13 +144,18 @@ def vocabulary_rule(event_type: pl.Expr, native_name: pl.Expr, field: str) -> Ru
     return Rule(
         "unknown_event",
         event_type.is_null(),
-        pl.format(f"{field} {{}} is not in the vocabulary; add it to the adapter's mapping", _quoted(native_name)),
+        pl.format(
+            f"{field} {{}} is not in the vocabulary; add it to the adapter's mapping",
+            _quoted(native_name),
+        ),
     )
 
 
 def _quoted(expr: pl.Expr) -> pl.Expr:
-    return pl.when(expr.is_null()).then(pl.lit("(missing)")).otherwise(
-        pl.concat_str(pl.lit("'"), expr.str.slice(0, 80), pl.lit("'"))
+    return (
+        pl.when(expr.is_null())
+        .then(pl.lit("(missing)"))
+        .otherwise(pl.concat_str(pl.lit("'"), expr.str.slice(0, 80), pl.lit("'")))
     )
 
 
@@ -210,7 +216,9 @@ def split(
 
 
 def whole_file_rejected(ctx: BatchContext, path: Path, reason: str, message: str) -> AdapterResult:
-    quarantine = _quarantine_frame(ctx, ctx.relative(path), [None], [None], [reason], [message], [None])
+    quarantine = _quarantine_frame(
+        ctx, ctx.relative(path), [None], [None], [reason], [message], [None]
+    )
     return AdapterResult(pl.DataFrame(schema=CANONICAL_SCHEMA), quarantine, 1)
 
 

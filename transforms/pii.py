@@ -36,8 +36,10 @@ def normalise_email(expr: pl.Expr) -> pl.Expr:
 def normalise_handle(platform: pl.Expr, handle: pl.Expr) -> pl.Expr:
     """Handles are compared as ``platform:handle``, lower case, without the leading @."""
     clean = handle.str.strip_chars().str.strip_chars_start("@").str.to_lowercase()
-    return pl.when(clean.is_null() | (clean == "")).then(None).otherwise(
-        pl.concat_str(platform.str.strip_chars().str.to_lowercase(), pl.lit(":"), clean)
+    return (
+        pl.when(clean.is_null() | (clean == ""))
+        .then(None)
+        .otherwise(pl.concat_str(platform.str.strip_chars().str.to_lowercase(), pl.lit(":"), clean))
     )
 
 
@@ -46,11 +48,11 @@ def sha256_hex(values: pl.Series, salt: str) -> pl.Series:
     distinct = values.drop_nulls().unique()
     if distinct.len() == 0:
         return pl.Series(values.name, [None] * values.len(), dtype=pl.String)
-    frame = pl.DataFrame({"v": distinct})
     con = _connection().cursor()
     try:
+        con.register("distinct_values", pl.DataFrame({"v": distinct}))
         hashed = con.sql(
-            "select v, sha256($salt || v) as h from frame", params={"salt": salt}
+            "select v, sha256($salt || v) as h from distinct_values", params={"salt": salt}
         ).pl()
     finally:
         con.close()
@@ -59,11 +61,11 @@ def sha256_hex(values: pl.Series, salt: str) -> pl.Series:
 
 def event_ids(source: str, native_ids: pl.Series) -> pl.Series:
     """Stable event ids: first 32 hex digits of sha256(source ':' native id)."""
-    frame = pl.DataFrame({"v": native_ids})
     con = _connection().cursor()
     try:
+        con.register("native_ids", pl.DataFrame({"v": native_ids}))
         out = con.sql(
-            "select left(sha256($prefix || v), 32) as h from frame",
+            "select left(sha256($prefix || v), 32) as h from native_ids",
             params={"prefix": f"{source}:"},
         ).pl()
     finally:

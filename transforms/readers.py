@@ -247,9 +247,7 @@ def read_csv(
                 )
             )
             continue
-        raw = ",".join(
-            "[redacted]" if i in pii_positions and v else v for i, v in enumerate(row)
-        )
+        raw = ",".join("[redacted]" if i in pii_positions and v else v for i, v in enumerate(row))
         if any(_SURROGATE.search(v) for v in row):
             rejects.append(
                 Reject(

@@ -83,7 +83,10 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             | (rating_number < 1)
             | (rating_number > 5)
             | (rating_number != rating_number.round()),
-            pl.format("rating {} is not a whole number from 1 to 5", pl.coalesce(rating_text, pl.lit("(missing)"))),
+            pl.format(
+                "rating {} is not a whole number from 1 to 5",
+                pl.coalesce(rating_text, pl.lit("(missing)")),
+            ),
         ),
         *timestamp_rules(pl.col("created_at"), pl.col("occurred_at"), ctx),
     ]
