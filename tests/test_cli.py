@@ -1,0 +1,46 @@
+"""The command line: clear errors for bad input, a summary for every run."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cjm_pipeline.cli import app
+from tests.conftest import land
+
+runner = CliRunner()
+
+
+def test_bad_date_is_a_clear_error_not_a_traceback(tmp_path) -> None:
+    result = runner.invoke(app, ["ingest", "--date", "2026-13-40", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "is not a date in YYYY-MM-DD form" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_source_is_named(tmp_path) -> None:
+    result = runner.invoke(
+        app, ["ingest", "--date", "2026-10-05", "--source", "tiktok", "--data-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "tiktok" in result.output
+
+
+def test_ingest_prints_progress_and_a_summary(workspace) -> None:
+    land(
+        workspace,
+        "reviews",
+        "2026-10-05",
+        "r.csv",
+        "review_id,platform,reviewer_email,rating,created_at\n"
+        "r-1,google,a@b.example,5,2026-10-05T06:00:00Z\n"
+        "r-2,google,a@b.example,9,2026-10-05T06:00:00Z\n",
+    )
+    result = runner.invoke(
+        app,
+        ["ingest", "--date", "2026-10-05", "--data-dir", str(workspace.data_dir), "--workers", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "2026-10-05 web      no landing folder" in result.output
+    assert "quarantined by reason: rating_out_of_range 1" in result.output
+    summary = [line for line in result.output.splitlines() if line.startswith("reviews ")]
+    assert summary[-1].split() == ["reviews", "2", "1", "1", "0"]
