@@ -104,6 +104,14 @@ def run_ingest(root: Path, days: int) -> tuple[float, int]:
     return elapsed, usage.ru_maxrss * 1024
 
 
+def _row(row: tuple) -> str:
+    size, events, _, floor_s, ingest_s, peak = row
+    return (
+        f"{size:>10,} {events:>10,} {floor_s:>8.2f} {ingest_s:>9.2f} "
+        f"{events / ingest_s:>10,.0f} {ingest_s / floor_s:>8.2f} {peak / 2**30:>8.2f} GiB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,5000000")
@@ -111,6 +119,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    header = (
+        f"{'target':>10} {'records':>10} {'floor s':>8} {'ingest s':>9} {'events/s':>10} "
+        f"{'x floor':>8} {'peak RSS':>10}"
+    )
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         root = ensure_data(size, args.days, args.seed)
@@ -135,16 +147,12 @@ def main() -> None:
                 max(peaks),
             )
         )
+        print(header, flush=True)
+        print(_row(rows[-1]), flush=True)
     print()
-    print(
-        f"{'target':>10} {'records':>10} {'floor s':>8} {'ingest s':>9} {'events/s':>10} "
-        f"{'x floor':>8} {'peak RSS':>10}"
-    )
-    for size, events, _, floor_s, ingest_s, peak in rows:
-        print(
-            f"{size:>10,} {events:>10,} {floor_s:>8.2f} {ingest_s:>9.2f} "
-            f"{events / ingest_s:>10,.0f} {ingest_s / floor_s:>8.2f} {peak / 2**30:>8.2f} GiB"
-        )
+    print(header)
+    for row in rows:
+        print(_row(row))
     print(f"(medians of {args.repeat} runs; ingest includes process start-up)")
 
 
