@@ -31,6 +31,8 @@ from typing import ClassVar
 
 import polars as pl
 
+from transforms import social
+
 CHUNK_CUSTOMERS = 2000
 BRAND = "northwind"
 SITE = "https://www.northwind-outfitters.example"
@@ -936,18 +938,7 @@ def generate(
 class _Writer:
     """Appends serialised records to one file per source and landing day."""
 
-    SOCIAL_COLUMNS: ClassVar[list[str]] = [
-        "mention_id",
-        "platform",
-        "author_handle",
-        "created_at",
-        "kind",
-        "text",
-        "url",
-        "campaign",
-        "in_reply_to",
-        "sentiment",
-    ]
+    SOCIAL_COLUMNS: ClassVar[list[str]] = social.COLUMNS
     CRM_COLUMNS: ClassVar[list[str]] = ["user_id", "email", "social_handles", "created_at"]
     NAMES: ClassVar[dict[str, str]] = {
         "web": "segment-events.jsonl",
