@@ -43,34 +43,31 @@ def normalise_handle(platform: pl.Expr, handle: pl.Expr) -> pl.Expr:
     )
 
 
+def _sha256(values: pl.Series, prefix: str) -> pl.Series:
+    """sha256(prefix || value) as hex, one per value, computed in DuckDB."""
+    con = _connection().cursor()
+    try:
+        con.register("hash_input", pl.DataFrame({"v": values}))
+        return con.sql(
+            "select sha256($prefix || v) as h from hash_input", params={"prefix": prefix}
+        ).pl()["h"]
+    finally:
+        con.close()
+
+
 def sha256_hex(values: pl.Series, salt: str) -> pl.Series:
     """Salted SHA-256 of each value (null stays null), hashing each distinct value once."""
     distinct = values.drop_nulls().unique()
     if distinct.len() == 0:
         return pl.Series(values.name, [None] * values.len(), dtype=pl.String)
-    con = _connection().cursor()
-    try:
-        con.register("distinct_values", pl.DataFrame({"v": distinct}))
-        hashed = con.sql(
-            "select v, sha256($salt || v) as h from distinct_values", params={"salt": salt}
-        ).pl()
-    finally:
-        con.close()
-    return values.replace_strict(hashed["v"], hashed["h"], default=None, return_dtype=pl.String)
+    return values.replace_strict(
+        distinct, _sha256(distinct, salt), default=None, return_dtype=pl.String
+    )
 
 
 def event_ids(source: str, native_ids: pl.Series) -> pl.Series:
     """Stable event ids: first 32 hex digits of sha256(source ':' native id)."""
-    con = _connection().cursor()
-    try:
-        con.register("native_ids", pl.DataFrame({"v": native_ids}))
-        out = con.sql(
-            "select left(sha256($prefix || v), 32) as h from native_ids",
-            params={"prefix": f"{source}:"},
-        ).pl()
-    finally:
-        con.close()
-    return out["h"].alias("event_id")
+    return _sha256(native_ids, f"{source}:").str.slice(0, 32).alias("event_id")
 
 
 def scrub_text(expr: pl.Expr) -> pl.Expr:
