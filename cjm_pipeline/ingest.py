@@ -12,13 +12,14 @@ lake exactly as one ingest would, and a reader never sees half a partition.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -88,6 +89,16 @@ def landing_files(folder: Path, globs: Iterable[str]) -> list[Path]:
     return sorted(found)
 
 
+@dataclass
+class Batch:
+    """One source and landing date, parsed but not yet deduplicated or written."""
+
+    manifest: Manifest
+    accepted: pl.DataFrame | None = None
+    quarantine: pl.DataFrame | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
 def ingest(
     settings: Settings,
     dates: Iterable[date],
@@ -95,34 +106,68 @@ def ingest(
     progress: Callable[[str], None] = print,
     workers: int = 1,
 ) -> list[Manifest]:
-    """Ingest the dates of each source in date order.
+    """Ingest every (date, source) batch.
 
-    Sources are independent (each writes only its own partitions), so with
-    ``workers > 1`` they run in parallel processes; the dates of one source
-    always run in order in one process, as cross-date deduplication expects.
+    Parsing, the expensive part, depends on nothing but the batch's own files, so
+    with ``workers > 1`` batches are parsed in parallel processes. Committing
+    (deduplication against other dates, then the writes) runs in this process in
+    date order per source, as cross-date deduplication expects. At most a few
+    parsed batches wait in memory at a time.
     """
-    dates = list(dates)
-    sources = list(sources)
-    if workers <= 1 or len(sources) == 1:
-        manifests = []
-        for source in sources:
-            for manifest in ingest_source(settings, source, dates):
-                _report(manifest, progress)
-                manifests.append(manifest)
+    tasks = [(source, day) for day in dates for source in sources]
+    for source, _ in tasks:
+        if source not in ADAPTERS:
+            raise ValueError(f"unknown source {source!r}; choose from {', '.join(ALL_SOURCES)}")
+    manifests: list[Manifest] = []
+    seen = {source: SeenIds(settings, source) for source, _ in tasks}
+
+    def commit(batch: Batch) -> None:
+        manifest = commit_batch(settings, batch, seen[batch.manifest.source])
+        _report(manifest, progress)
+        manifests.append(manifest)
+
+    if workers <= 1 or len(tasks) == 1:
+        for source, day in tasks:
+            commit(parse_batch(settings, source, day))
         return manifests
-    by_source: dict[str, list[Manifest]] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(ingest_source, settings, s, dates): s for s in sources}
-        for future in as_completed(futures):
-            by_source[futures[future]] = future.result()
-            for manifest in by_source[futures[future]]:
-                _report(manifest, progress)
-    return [m for s in sources for m in by_source[s]]
+    pending: deque[Future[Batch]] = deque()
+    # One Polars and DuckDB thread per worker process: the processes are the parallelism,
+    # and more threads than cores only adds contention.
+    single_threaded = {"POLARS_MAX_THREADS": "1", "CJM_DUCKDB_THREADS": "1"}
+    with (
+        _environment(single_threaded),
+        ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+    ):
+        for source, day in tasks:
+            pending.append(pool.submit(parse_batch, settings, source, day))
+            if len(pending) > 8 * workers:
+                commit(pending.popleft().result())
+        while pending:
+            commit(pending.popleft().result())
+    return manifests
 
 
-def ingest_source(settings: Settings, source: str, dates: list[date]) -> list[Manifest]:
-    return [ingest_one(settings, source, day) for day in dates]
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for processes started inside the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
+    """Ingest one source for one landing date."""
+    if source not in ADAPTERS:
+        raise ValueError(f"unknown source {source!r}; choose from {', '.join(ALL_SOURCES)}")
+    return commit_batch(settings, parse_batch(settings, source, day))
 
 
 def _report(manifest: Manifest, progress: Callable[[str], None]) -> None:
@@ -131,13 +176,12 @@ def _report(manifest: Manifest, progress: Callable[[str], None]) -> None:
         progress(f"    {message}")
 
 
-def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
-    if source not in ADAPTERS:
-        raise ValueError(f"unknown source {source!r}; choose from {', '.join(ALL_SOURCES)}")
-    started = time.perf_counter()
+def parse_batch(settings: Settings, source: str, day: date) -> Batch:
+    """Parse every landing file of one source and date (no writes to the lake)."""
     adapter = ADAPTERS[source]
     iso = day.isoformat()
-    manifest = Manifest(source=source, date=iso, status="ok")
+    batch = Batch(Manifest(source=source, date=iso, status="ok"))
+    manifest = batch.manifest
     folder = settings.landing_dir / source / iso
     if not folder.is_dir():
         manifest.status = "missing"
@@ -145,9 +189,7 @@ def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
             f"no landing folder {folder}: nothing to ingest for {source} on {iso} "
             "(check the date, or point CJM_DATA_DIR at the landing root)"
         )
-        manifest.seconds = round(time.perf_counter() - started, 3)
-        manifest.write(settings.manifest_path(source, iso))
-        return manifest
+        return batch
 
     ctx = BatchContext(
         source=source,
@@ -180,29 +222,45 @@ def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
         )
 
     schema = CRM_SCHEMA if source == "crm" else CANONICAL_SCHEMA
-    accepted = pl.concat([r.events for r in results]) if results else pl.DataFrame(schema=schema)
-    quarantine = (
+    batch.accepted = (
+        pl.concat([r.events for r in results]) if results else pl.DataFrame(schema=schema)
+    )
+    batch.quarantine = (
         pl.concat([r.quarantine for r in results])
         if results
         else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     )
     manifest.read = sum(r.read for r in results)
-    manifest.quarantined = quarantine.height
-    manifest.quarantined_by_reason = dict(sorted(Counter(quarantine["reason"].to_list()).items()))
+    manifest.quarantined = batch.quarantine.height
+    manifest.quarantined_by_reason = dict(
+        sorted(Counter(batch.quarantine["reason"].to_list()).items())
+    )
+    return batch
 
-    if source == "crm":
-        _write_parquet(accepted, settings.crm_partition(iso) / CRM_FILE)
-        manifest.accepted = manifest.read - manifest.quarantined
-    else:
-        events = _dedupe(settings, source, day, accepted, manifest)
+
+def commit_batch(settings: Settings, batch: Batch, seen: SeenIds | None = None) -> Manifest:
+    """Deduplicate a parsed batch against the lake, write it, and write its manifest.
+
+    ``seen`` carries the neighbouring partitions' event ids between the commits
+    of one run; without it they are read from the lake.
+    """
+    manifest = batch.manifest
+    source, iso = manifest.source, manifest.date
+    if batch.accepted is not None and batch.quarantine is not None:
+        day = date.fromisoformat(iso)
+        if source == "crm":
+            _write_parquet(batch.accepted, settings.crm_partition(iso) / CRM_FILE)
+            manifest.accepted = manifest.read - manifest.quarantined
+        else:
+            seen = seen or SeenIds(settings, source)
+            events = _dedupe(seen, day, batch.accepted, manifest).sort("occurred_at", "event_id")
+            _write_parquet(events, settings.events_partition(source, iso) / EVENTS_FILE)
+            seen.put(day, events["event_id"])
+            _remove_from_later_dates(seen, day, events["event_id"])
         _write_parquet(
-            events.sort("occurred_at", "event_id"),
-            settings.events_partition(source, iso) / EVENTS_FILE,
+            batch.quarantine, settings.quarantine_partition(source, iso) / QUARANTINE_FILE
         )
-        _remove_from_later_dates(settings, source, day, events["event_id"])
-    _write_parquet(quarantine, settings.quarantine_partition(source, iso) / QUARANTINE_FILE)
-
-    manifest.seconds = round(time.perf_counter() - started, 3)
+    manifest.seconds = round(time.perf_counter() - batch.started, 3)
     if not manifest.reconciles():
         raise AssertionError(f"counts do not reconcile for {source} {iso}: {manifest}")
     manifest.write(settings.manifest_path(source, iso))
@@ -227,26 +285,50 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
         return whole_file_rejected(ctx, path, "unreadable_file", message), f"{rel}: {message}"
 
 
-def _neighbour_files(settings: Settings, source: str, day: date, later: bool) -> list[Path]:
-    step = 1 if later else -1
-    files = []
-    for offset in range(1, settings.dedupe_lookback_days + 1):
-        other = (day + timedelta(days=step * offset)).isoformat()
-        path = settings.events_partition(source, other) / EVENTS_FILE
-        if path.exists():
-            files.append(path)
-    return files
+class SeenIds:
+    """The event ids of one source's partitions around the dates being committed.
+
+    Each partition's ids are read once per run and kept while they are within the
+    dedupe lookback, so a multi-day run does not re-read every neighbour each day.
+    """
+
+    def __init__(self, settings: Settings, source: str):
+        self.settings = settings
+        self.source = source
+        self._ids: dict[date, pl.Series | None] = {}
+
+    def get(self, day: date) -> pl.Series | None:
+        if day not in self._ids:
+            path = self.settings.events_partition(self.source, day.isoformat()) / EVENTS_FILE
+            self._ids[day] = (
+                pl.read_parquet(path, columns=["event_id"])["event_id"] if path.exists() else None
+            )
+        return self._ids[day]
+
+    def put(self, day: date, ids: pl.Series) -> None:
+        self._ids[day] = ids
+        horizon = timedelta(days=2 * self.settings.dedupe_lookback_days)
+        for old in [d for d in self._ids if abs(d - day) > horizon]:
+            del self._ids[old]
+
+    def neighbours(self, day: date, later: bool) -> list[tuple[date, pl.Series]]:
+        step = 1 if later else -1
+        days = [
+            day + timedelta(days=step * k) for k in range(1, self.settings.dedupe_lookback_days + 1)
+        ]
+        return [(d, ids) for d in days if (ids := self.get(d)) is not None]
 
 
-def _dedupe(
-    settings: Settings, source: str, day: date, accepted: pl.DataFrame, manifest: Manifest
-) -> pl.DataFrame:
+def _dedupe(seen: SeenIds, day: date, accepted: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
     unique = accepted.unique("event_id", keep="first", maintain_order=True)
     manifest.duplicates_in_batch = accepted.height - unique.height
-    earlier = _neighbour_files(settings, source, day, later=False)
+    earlier = [ids for _, ids in seen.neighbours(day, later=False)]
     if earlier:
-        seen = pl.scan_parquet(earlier).select("event_id").collect()
-        fresh = unique.join(seen, on="event_id", how="anti")
+        # Find the few ids the batch shares with earlier dates first (probing the large
+        # set against the small one), then drop them: much cheaper than one anti join.
+        batch_ids = unique.select("event_id")
+        shared = pl.concat(earlier).to_frame().join(batch_ids, on="event_id", how="semi")
+        fresh = unique.join(shared, on="event_id", how="anti")
     else:
         fresh = unique
     manifest.duplicates_other_dates = unique.height - fresh.height
@@ -255,24 +337,24 @@ def _dedupe(
     return fresh
 
 
-def _remove_from_later_dates(
-    settings: Settings, source: str, day: date, event_ids: pl.Series
-) -> None:
+def _remove_from_later_dates(seen: SeenIds, day: date, event_ids: pl.Series) -> None:
     """A re-delivered event belongs to the earliest landing date that holds it.
 
     When an earlier date is ingested after a later one (a backfill), the later
     partitions lose the events the earlier one now holds, and their manifests say so.
     """
-    ids = event_ids.to_frame()
-    for path in _neighbour_files(settings, source, day, later=True):
-        events = pl.read_parquet(path)
-        kept = events.join(ids, on="event_id", how="anti")
-        removed = events.height - kept.height
-        if removed == 0:
+    settings = seen.settings
+    wanted = event_ids.to_frame()
+    for other, ids in seen.neighbours(day, later=True):
+        if ids.to_frame().join(wanted, on="event_id", how="semi").height == 0:
             continue
+        path = settings.events_partition(seen.source, other.isoformat()) / EVENTS_FILE
+        events = pl.read_parquet(path)
+        kept = events.join(wanted, on="event_id", how="anti")
+        removed = events.height - kept.height
         _write_parquet(kept, path)
-        other = path.parent.name.removeprefix("date=")
-        manifest_path = settings.manifest_path(source, other)
+        seen.put(other, kept["event_id"])
+        manifest_path = settings.manifest_path(seen.source, other.isoformat())
         if manifest_path.exists():
             later = Manifest.load(manifest_path)
             later.accepted -= removed
@@ -284,7 +366,7 @@ def _remove_from_later_dates(
 def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp, compression="zstd", statistics=True)
+    frame.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
     os.replace(tmp, path)
 
 

@@ -3,6 +3,7 @@ mapping of a validated frame onto the canonical schema."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -88,9 +89,31 @@ def parse_epoch_seconds(expr: pl.Expr) -> pl.Expr:
 
 
 def json_object(**fields: pl.Expr | str) -> pl.Expr:
-    """A compact JSON object of the given fields, leaving out the null ones."""
-    encoded = pl.struct(**fields).struct.json_encode()
-    return encoded.str.replace_all(r'"[A-Za-z0-9_]+":null,?', "").str.replace(r",\}$", "}")
+    """A compact JSON object of the given fields, leaving out the null ones.
+
+    Each member is encoded on its own (``{"k":v}`` less its braces) and only the
+    non-null ones are joined, which is much cheaper than encoding every key and
+    stripping the nulls with a regex.
+    """
+    members = []
+    for name, value in fields.items():
+        expr = pl.col(value) if isinstance(value, str) else value
+        member = pl.struct(expr.alias(name)).struct.json_encode().str.slice(1).str.head(-1)
+        members.append(pl.when(expr.is_not_null()).then(member))
+    return pl.concat_str(
+        pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}")
+    )
+
+
+def fill_missing(
+    present: pl.Expr, fallback: Callable[..., pl.Expr], source: pl.Expr, *args: str
+) -> pl.Expr:
+    """``present``, or else ``fallback(source, *args)``, computed where ``present`` is null.
+
+    ``pl.coalesce`` evaluates every argument on every row; masking the source first
+    keeps a costly fallback (a regex on a URL, say) to the rows that need it.
+    """
+    return pl.coalesce(present, fallback(pl.when(present.is_null()).then(source), *args))
 
 
 def url_path(url: pl.Expr) -> pl.Expr:
@@ -185,9 +208,12 @@ def split(
         broke = rule.failed.fill_null(False)
         reason = pl.when(broke).then(pl.lit(rule.reason)).otherwise(reason)
         problem = pl.when(broke).then(rule.problem).otherwise(problem)
-    checked = prepared.with_columns(reason.alias("_reason"), problem.alias("_problem"))
-    rejected = checked.filter(pl.col("_reason").is_not_null())
+    checked = prepared.with_columns(reason.alias("_reason"))
     accepted = checked.filter(pl.col("_reason").is_null())
+    # The messages are built for the few rejected rows only.
+    rejected = checked.filter(pl.col("_reason").is_not_null()).with_columns(
+        problem.alias("_problem")
+    )
 
     rel = ctx.relative(path)
     quarantine = pl.concat(

@@ -15,6 +15,7 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
+    fill_missing,
     finish,
     json_object,
     missing_id_rule,
@@ -95,11 +96,13 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         channel=pl.lit("email"),
         url=url,
         path=url_path(url),
-        utm_source=pl.coalesce("utm_source", url_param(url, "utm_source")),
-        utm_medium=pl.coalesce("utm_medium", url_param(url, "utm_medium"), pl.lit("email")),
-        utm_campaign=pl.coalesce("utm_campaign", url_param(url, "utm_campaign")),
-        utm_term=pl.coalesce("utm_term", url_param(url, "utm_term")),
-        utm_content=pl.coalesce("utm_content", url_param(url, "utm_content")),
+        utm_source=fill_missing(pl.col("utm_source"), url_param, url, "utm_source"),
+        utm_medium=fill_missing(pl.col("utm_medium"), url_param, url, "utm_medium").fill_null(
+            "email"
+        ),
+        utm_campaign=fill_missing(pl.col("utm_campaign"), url_param, url, "utm_campaign"),
+        utm_term=fill_missing(pl.col("utm_term"), url_param, url, "utm_term"),
+        utm_content=fill_missing(pl.col("utm_content"), url_param, url, "utm_content"),
         properties=json_object(
             sg_message_id="sg_message_id",
             category="category",

@@ -7,6 +7,7 @@ SHA-256 hex digests, and free text has addresses and @handles masked.
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 import duckdb
@@ -26,7 +27,7 @@ _PII_KEYS = re.compile(
 @functools.cache
 def _connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB used only as a vectorised SHA-256 kernel (Polars has none)."""
-    return duckdb.connect(config={"threads": 2})
+    return duckdb.connect(config={"threads": int(os.environ.get("CJM_DUCKDB_THREADS", "2"))})
 
 
 def normalise_email(expr: pl.Expr) -> pl.Expr:

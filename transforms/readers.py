@@ -22,11 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 CHUNK_LINES = 1024
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cjm-decode")
+# Decoding releases the GIL, so chunks decode in parallel across Polars' threads; a
+# process that runs with one Polars thread (a parallel ingest worker) decodes inline.
+_pool = ThreadPoolExecutor(
+    max_workers=max(1, pl.thread_pool_size()), thread_name_prefix="cjm-decode"
+)
 
 
 class UnreadableFileError(Exception):
@@ -64,28 +69,41 @@ def read_bytes(path: Path) -> bytes:
 
 
 def _blank_invalid_utf8(data: bytes) -> tuple[bytes, list[Reject]]:
-    """Blank out lines that are not valid UTF-8 (keeping line numbers) and reject them."""
+    """Blank out lines that are not valid UTF-8 (keeping line numbers) and reject them.
+
+    A valid file costs one decode. Otherwise only the lines holding non-ASCII
+    bytes (found with one vectorised scan) are decoded one by one.
+    """
     try:
         data.decode("utf-8")
         return data, []
     except UnicodeDecodeError:
         pass
-    lines = data.split(b"\n")
+    raw = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(raw == 0x0A)
+    suspect_lines = np.unique(np.searchsorted(newlines, np.flatnonzero(raw >= 0x80)))
     rejects: list[Reject] = []
-    for number, line in enumerate(lines, start=1):
+    kept: list[bytes] = []
+    copied_to = 0
+    for index in suspect_lines.tolist():
+        line_start = int(newlines[index - 1]) + 1 if index > 0 else 0
+        line_end = int(newlines[index]) if index < len(newlines) else len(data)
+        line = data[line_start:line_end]
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            lines[number - 1] = b""
             rejects.append(
                 Reject(
-                    number,
+                    index + 1,
                     "invalid_utf8",
                     f"byte {exc.start + 1} of the line is not UTF-8 (re-export the file as UTF-8)",
                     line.decode("utf-8", errors="replace"),
                 )
             )
-    return b"\n".join(lines), rejects
+            kept.append(data[copied_to:line_start])
+            copied_to = line_end
+    kept.append(data[copied_to:])
+    return b"".join(kept), rejects
 
 
 def _decode_range(
@@ -129,7 +147,7 @@ def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
         return frame
     lines: list[int] = []
     raws: list[str] = []
-    for line, raw in arrays.iter_rows():
+    for line, raw in arrays.select("_line", "_raw").iter_rows():
         try:
             elements = json.loads(raw)
         except json.JSONDecodeError:
@@ -140,7 +158,8 @@ def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
         else:
             lines.append(line)
             raws.append(raw)
-    exploded = pl.DataFrame({"_line": lines, "_raw": raws}, schema=frame.schema)
+    shaped = [r.startswith("{") and r.endswith("}") for r in raws]
+    exploded = pl.DataFrame({"_line": lines, "_raw": raws, "_shaped": shaped}, schema=frame.schema)
     return pl.concat([frame.filter(~is_array), exploded]).sort("_line", maintain_order=True)
 
 
@@ -159,44 +178,56 @@ def read_jsonl(
     are accepted without slowing down the common case.
     """
     data, rejects = _blank_invalid_utf8(read_bytes(path))
-    frame = pl.read_lines(data, name="_raw", row_index_name="_line", row_index_offset=1)
-    frame = frame.with_columns(
-        pl.col("_line").cast(pl.Int64), pl.col("_raw").str.strip_chars_end("\r")
-    ).filter(pl.col("_raw").str.strip_chars() != "")
+    stripped = pl.col("_raw").str.strip_chars()
+    frame = (
+        pl.read_lines(data, name="_raw", row_index_name="_line", row_index_offset=1)
+        .lazy()
+        .select(
+            pl.col("_line").cast(pl.Int64),
+            pl.col("_raw").str.strip_chars_end("\r"),
+            # A line that is not {...} cannot be a record: it goes straight to the slow
+            # path so that truncated lines do not make whole chunks fail to decode.
+            (stripped.str.starts_with("{") & stripped.str.ends_with("}")).alias("_shaped"),
+        )
+        .filter(stripped != "")
+        .collect()
+    )
     if split_arrays:
         frame = _split_arrays(frame)
-    # A line that is not {...} cannot be a record: send it straight to the slow path
-    # so that truncated lines do not make whole chunks fail.
-    shaped = frame["_raw"].str.strip_chars()
-    shaped = shaped.str.starts_with("{") & shaped.str.ends_with("}")
-    misshapen = [int(i) for i in shaped.not_().arg_true()]
-    if misshapen:
-        frame = pl.concat([frame.filter(shaped), frame.filter(~shaped)])
-    lines = frame["_raw"]
-    n_shaped = len(lines) - len(misshapen)
+    shaped = frame.filter("_shaped")
+    misshapen = frame.filter(~pl.col("_shaped"))
+    lines = shaped["_raw"]
 
-    bounds = [(s, min(s + CHUNK_LINES, n_shaped)) for s in range(0, n_shaped, CHUNK_LINES)]
-    results = list(_pool.map(lambda b: _decode_range(lines, dtype, *b), bounds))
-    good: list[tuple[int, pl.Series]] = [g for res in results for g in res[0]]
-    bad: list[int] = [b for res in results for b in res[1]] + list(range(n_shaped, len(lines)))
+    bounds = [(s, min(s + CHUNK_LINES, len(lines))) for s in range(0, len(lines), CHUNK_LINES)]
+    decode = lambda b: _decode_range(lines, dtype, *b)  # noqa: E731
+    results = list(_pool.map(decode, bounds) if pl.thread_pool_size() > 1 else map(decode, bounds))
+    decoded = [part for res in results for _, part in res[0]]
+    failed = [i for res in results for i in res[1]]
 
-    repaired: list[int] = []
-    for idx in bad:
-        raw = lines[idx]
+    # The failures and the misshapen lines: name what is wrong, or accept the
+    # line once the format's legal variants are normalised.
+    slow = pl.concat([shaped[failed], misshapen]) if failed else misshapen
+    repaired_rows: list[int] = []
+    repaired: list[pl.Series] = []
+    for row, (line, raw) in enumerate(slow.select("_line", "_raw").iter_rows()):
         value, reason, message = _classify_json_line(raw, dtype, normalize)
         if value is None:
-            rejects.append(Reject(int(frame["_line"][idx]), reason, message, raw))
+            rejects.append(Reject(line, reason, message, raw))
         else:
-            good.append((idx, value))
-            repaired.append(idx)
+            repaired_rows.append(row)
+            repaired.append(value)
 
-    good.sort(key=lambda item: item[0])
-    keep = sorted([i for start, s in good for i in range(start, start + len(s))])
-    decoded = (
-        pl.concat([s for _, s in good]) if good else pl.Series("_rec", [], dtype=dtype)
-    ).alias("_rec")
-    base = frame.select(pl.all().gather(keep)) if len(keep) != frame.height else frame
-    records = base.with_columns(decoded).unnest("_rec")
+    base = shaped
+    if failed:
+        base = shaped.with_row_index("_i").filter(~pl.col("_i").is_in(failed)).drop("_i")
+    parts = [base.with_columns(pl.concat(decoded).alias("_rec"))] if decoded else []
+    if repaired:
+        parts.append(slow[repaired_rows].with_columns(pl.concat(repaired).alias("_rec")))
+    if parts:
+        records = pl.concat(parts).drop("_shaped").unnest("_rec")
+    else:
+        empty = pl.DataFrame(schema={"_line": pl.Int64, "_raw": pl.String, "_rec": dtype})
+        records = empty.unnest("_rec")
     if repaired:
         records = records.sort("_line")
     rejects.sort(key=lambda r: r.line)

@@ -16,6 +16,7 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
+    fill_missing,
     finish,
     json_object,
     missing_id_rule,
@@ -32,7 +33,9 @@ SOURCE = "web"
 FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
 
 S = pl.String
-_PAGE = pl.Struct({"url": S, "path": S, "referrer": S, "title": S, "search": S})
+# Only the fields the canonical event uses: every extra field costs decode time on
+# every line (Segment payloads carry many more, which the decoder skips).
+_PAGE = pl.Struct({"url": S, "path": S, "referrer": S, "title": S})
 _CAMPAIGN = pl.Struct({"source": S, "medium": S, "name": S, "term": S, "content": S})
 _PROPERTIES = pl.Struct(
     {
@@ -41,22 +44,17 @@ _PROPERTIES = pl.Struct(
         "referrer": S,
         "title": S,
         "product_id": S,
-        "sku": S,
         "category": S,
         "name": S,
         "price": S,
         "quantity": S,
         "currency": S,
         "query": S,
-        "list_id": S,
-        "cart_id": S,
-        "checkout_id": S,
         "order_id": S,
         "revenue": S,
         "total": S,
         "coupon": S,
         "step": S,
-        "method": S,
     }
 )
 NATIVE_DTYPE = pl.Struct(
@@ -142,31 +140,28 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         order_id=pl.col("p_order_id"),
         channel=pl.lit("web"),
         url=url,
-        path=pl.coalesce("p_path", pl.col("context_page").struct.field("path"), url_path(url)),
+        path=fill_missing(
+            pl.coalesce("p_path", pl.col("context_page").struct.field("path")), url_path, url
+        ),
         referrer=pl.coalesce("p_referrer", pl.col("context_page").struct.field("referrer")),
-        utm_source=pl.coalesce(campaign.struct.field("source"), url_param(url, "utm_source")),
-        utm_medium=pl.coalesce(campaign.struct.field("medium"), url_param(url, "utm_medium")),
-        utm_campaign=pl.coalesce(campaign.struct.field("name"), url_param(url, "utm_campaign")),
-        utm_term=pl.coalesce(campaign.struct.field("term"), url_param(url, "utm_term")),
-        utm_content=pl.coalesce(campaign.struct.field("content"), url_param(url, "utm_content")),
+        utm_source=fill_missing(campaign.struct.field("source"), url_param, url, "utm_source"),
+        utm_medium=fill_missing(campaign.struct.field("medium"), url_param, url, "utm_medium"),
+        utm_campaign=fill_missing(campaign.struct.field("name"), url_param, url, "utm_campaign"),
+        utm_term=fill_missing(campaign.struct.field("term"), url_param, url, "utm_term"),
+        utm_content=fill_missing(campaign.struct.field("content"), url_param, url, "utm_content"),
         revenue=pl.coalesce("p_revenue", "p_total").cast(pl.Float64, strict=False),
         _revenue_text=pl.coalesce("p_revenue", "p_total"),
         text=pl.col("p_query"),
         properties=json_object(
             title=pl.coalesce("p_title", pl.col("context_page").struct.field("title")),
             product_id="p_product_id",
-            sku="p_sku",
             category="p_category",
             name=pl.coalesce("p_name", "name"),
             price=pl.col("p_price").cast(pl.Float64, strict=False),
             quantity=pl.col("p_quantity").cast(pl.Int64, strict=False),
             currency="p_currency",
-            list_id="p_list_id",
-            cart_id="p_cart_id",
-            checkout_id="p_checkout_id",
             coupon="p_coupon",
             step="p_step",
-            method="p_method",
         ),
     ).with_columns(campaign=pl.col("utm_campaign"))
 
