@@ -209,8 +209,9 @@ def split(
         reason = pl.when(broke).then(pl.lit(rule.reason)).otherwise(reason)
         problem = pl.when(broke).then(rule.problem).otherwise(problem)
     checked = prepared.with_columns(reason.alias("_reason"))
-    accepted = checked.filter(pl.col("_reason").is_null())
-    # The messages are built for the few rejected rows only.
+    # The raw lines are needed for the few rejected rows only, and so are the
+    # messages: the accepted rows are filtered without copying either.
+    accepted = checked.lazy().filter(pl.col("_reason").is_null()).drop("_raw", "_reason").collect()
     rejected = checked.filter(pl.col("_reason").is_not_null()).with_columns(
         problem.alias("_problem")
     )
