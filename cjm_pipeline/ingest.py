@@ -96,7 +96,9 @@ class Batch:
     manifest: Manifest
     accepted: pl.DataFrame | None = None
     quarantine: pl.DataFrame | None = None
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(
+        default_factory=time.time
+    )  # wall clock: parse and commit may run in different processes
 
 
 def ingest(
@@ -222,9 +224,14 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
         )
 
     schema = CRM_SCHEMA if source == "crm" else CANONICAL_SCHEMA
-    batch.accepted = (
-        pl.concat([r.events for r in results]) if results else pl.DataFrame(schema=schema)
-    )
+    accepted = pl.concat([r.events for r in results]) if results else pl.DataFrame(schema=schema)
+    if source != "crm":
+        # Within the batch the first delivery in file order wins; everything that does
+        # not depend on other dates is done here, in the (parallel) parse step.
+        first = accepted.filter(pl.col("event_id").is_first_distinct())
+        manifest.duplicates_in_batch = accepted.height - first.height
+        accepted = first.sort("occurred_at", "event_id")
+    batch.accepted = accepted
     batch.quarantine = (
         pl.concat([r.quarantine for r in results])
         if results
@@ -253,14 +260,15 @@ def commit_batch(settings: Settings, batch: Batch, seen: SeenIds | None = None) 
             manifest.accepted = manifest.read - manifest.quarantined
         else:
             seen = seen or SeenIds(settings, source)
-            events = _dedupe(seen, day, batch.accepted, manifest).sort("occurred_at", "event_id")
+            events = _dedupe(seen, day, batch.accepted, manifest)
             _write_parquet(events, settings.events_partition(source, iso) / EVENTS_FILE)
-            seen.put(day, events["event_id"])
-            _remove_from_later_dates(seen, day, events["event_id"])
+            keyed = _keyed(events["event_id"])
+            seen.put(day, keyed)
+            _remove_from_later_dates(seen, day, keyed)
         _write_parquet(
             batch.quarantine, settings.quarantine_partition(source, iso) / QUARANTINE_FILE
         )
-    manifest.seconds = round(time.perf_counter() - batch.started, 3)
+    manifest.seconds = round(time.time() - batch.started, 3)
     if not manifest.reconciles():
         raise AssertionError(f"counts do not reconcile for {source} {iso}: {manifest}")
     manifest.write(settings.manifest_path(source, iso))
@@ -285,6 +293,25 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
         return whole_file_rejected(ctx, path, "unreadable_file", message), f"{rel}: {message}"
 
 
+def _keyed(event_ids: pl.Series) -> pl.DataFrame:
+    """Event ids with a 64-bit key (their first 16 hex digits) for fast membership tests.
+
+    Keys only find candidates; every match is confirmed on the full id.
+    """
+    return pl.DataFrame(
+        {
+            "key": event_ids.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64),
+            "event_id": event_ids,
+        }
+    )
+
+
+def _shared_ids(candidates: pl.DataFrame, keyed: pl.DataFrame) -> pl.Series:
+    """The ids of ``candidates`` that ``keyed`` also holds (exact, found by key first)."""
+    matched = candidates.join(keyed.select("key"), on="key", how="semi")
+    return matched.join(keyed, on=["key", "event_id"], how="semi")["event_id"]
+
+
 class SeenIds:
     """The event ids of one source's partitions around the dates being committed.
 
@@ -295,23 +322,25 @@ class SeenIds:
     def __init__(self, settings: Settings, source: str):
         self.settings = settings
         self.source = source
-        self._ids: dict[date, pl.Series | None] = {}
+        self._ids: dict[date, pl.DataFrame | None] = {}
 
-    def get(self, day: date) -> pl.Series | None:
+    def get(self, day: date) -> pl.DataFrame | None:
         if day not in self._ids:
             path = self.settings.events_partition(self.source, day.isoformat()) / EVENTS_FILE
             self._ids[day] = (
-                pl.read_parquet(path, columns=["event_id"])["event_id"] if path.exists() else None
+                _keyed(pl.read_parquet(path, columns=["event_id"])["event_id"])
+                if path.exists()
+                else None
             )
         return self._ids[day]
 
-    def put(self, day: date, ids: pl.Series) -> None:
-        self._ids[day] = ids
+    def put(self, day: date, keyed: pl.DataFrame) -> None:
+        self._ids[day] = keyed
         horizon = timedelta(days=2 * self.settings.dedupe_lookback_days)
         for old in [d for d in self._ids if abs(d - day) > horizon]:
             del self._ids[old]
 
-    def neighbours(self, day: date, later: bool) -> list[tuple[date, pl.Series]]:
+    def neighbours(self, day: date, later: bool) -> list[tuple[date, pl.DataFrame]]:
         step = 1 if later else -1
         days = [
             day + timedelta(days=step * k) for k in range(1, self.settings.dedupe_lookback_days + 1)
@@ -319,41 +348,37 @@ class SeenIds:
         return [(d, ids) for d in days if (ids := self.get(d)) is not None]
 
 
-def _dedupe(seen: SeenIds, day: date, accepted: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
-    unique = accepted.unique("event_id", keep="first", maintain_order=True)
-    manifest.duplicates_in_batch = accepted.height - unique.height
-    earlier = [ids for _, ids in seen.neighbours(day, later=False)]
+def _dedupe(seen: SeenIds, day: date, events: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
+    """Drop the events an earlier landing date already holds (the batch is deduplicated)."""
+    earlier = [keyed for _, keyed in seen.neighbours(day, later=False)]
+    fresh = events
     if earlier:
-        # Find the few ids the batch shares with earlier dates first (probing the large
-        # set against the small one), then drop them: much cheaper than one anti join.
-        batch_ids = unique.select("event_id")
-        shared = pl.concat(earlier).to_frame().join(batch_ids, on="event_id", how="semi")
-        fresh = unique.join(shared, on="event_id", how="anti")
-    else:
-        fresh = unique
-    manifest.duplicates_other_dates = unique.height - fresh.height
+        shared = _shared_ids(pl.concat(earlier), _keyed(events["event_id"]))
+        if shared.len():
+            fresh = events.filter(~pl.col("event_id").is_in(shared.implode()))
+    manifest.duplicates_other_dates = events.height - fresh.height
     manifest.duplicates = manifest.duplicates_in_batch + manifest.duplicates_other_dates
     manifest.accepted = fresh.height
     return fresh
 
 
-def _remove_from_later_dates(seen: SeenIds, day: date, event_ids: pl.Series) -> None:
+def _remove_from_later_dates(seen: SeenIds, day: date, keyed: pl.DataFrame) -> None:
     """A re-delivered event belongs to the earliest landing date that holds it.
 
     When an earlier date is ingested after a later one (a backfill), the later
     partitions lose the events the earlier one now holds, and their manifests say so.
     """
     settings = seen.settings
-    wanted = event_ids.to_frame()
-    for other, ids in seen.neighbours(day, later=True):
-        if ids.to_frame().join(wanted, on="event_id", how="semi").height == 0:
+    for other, later_ids in seen.neighbours(day, later=True):
+        shared = _shared_ids(later_ids, keyed)
+        if shared.len() == 0:
             continue
         path = settings.events_partition(seen.source, other.isoformat()) / EVENTS_FILE
         events = pl.read_parquet(path)
-        kept = events.join(wanted, on="event_id", how="anti")
+        kept = events.filter(~pl.col("event_id").is_in(shared.implode()))
         removed = events.height - kept.height
         _write_parquet(kept, path)
-        seen.put(other, kept["event_id"])
+        seen.put(other, _keyed(kept["event_id"]))
         manifest_path = settings.manifest_path(seen.source, other.isoformat())
         if manifest_path.exists():
             later = Manifest.load(manifest_path)
