@@ -113,13 +113,11 @@ def ingest(
     Parsing, the expensive part, depends on nothing but the batch's own files, so
     with ``workers > 1`` batches are parsed in parallel processes. Committing
     (deduplication against other dates, then the writes) runs in this process in
-    date order per source, as cross-date deduplication expects. At most a few
-    parsed batches wait in memory at a time.
+    date order per source, as cross-date deduplication expects. A bounded number
+    of parsed batches wait in memory at a time.
     """
+    sources = [_checked(source) for source in sources]
     tasks = [(source, day) for day in dates for source in sources]
-    for source, _ in tasks:
-        if source not in ADAPTERS:
-            raise ValueError(f"unknown source {source!r}; choose from {', '.join(ALL_SOURCES)}")
     manifests: list[Manifest] = []
     seen = {source: SeenIds(settings, source) for source, _ in tasks}
 
@@ -167,9 +165,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
     """Ingest one source for one landing date."""
+    return commit_batch(settings, parse_batch(settings, _checked(source), day))
+
+
+def _checked(source: str) -> str:
     if source not in ADAPTERS:
         raise ValueError(f"unknown source {source!r}; choose from {', '.join(ALL_SOURCES)}")
-    return commit_batch(settings, parse_batch(settings, source, day))
+    return source
 
 
 def _report(manifest: Manifest, progress: Callable[[str], None]) -> None:
