@@ -279,6 +279,8 @@ class Sim:
             if landing:
                 path = {
                     "discovery": rng.choice(["/", "/landing/trail-season", "/blog/packing-list"]),
+                    "experience": "/account/orders",
+                    "loyalty": "/rewards",
                 }.get(stage, f"/products/{product[0]}")
                 self.web(
                     c,
@@ -292,12 +294,10 @@ class Sim:
                     title="Northwind Outfitters",
                 )
                 landing = False
-                if (
-                    c.user_id
-                    and device not in c.identified_devices
-                    and c.signup_at
-                    and t > c.signup_at
-                ):
+                signed_in = c.user_id and c.signup_at and t > c.signup_at
+                # A newsletter link carries the subscriber (Segment's ajs_uid / ajs_aid
+                # querystring), so the site identifies the visitor by email on arrival.
+                if device not in c.identified_devices and (signed_in or entry == "email"):
                     t += timedelta(seconds=rng.randint(5, 40))
                     self.web(c, device, t, "identify", "unclassified")
             t += timedelta(seconds=rng.randint(10, 240))
@@ -876,7 +876,7 @@ def _edge_case(sim: Sim, c: Customer, name: str) -> list[str]:
                 dev,
                 t + timedelta(seconds=20 * i),
                 "page",
-                "discovery",
+                "consideration",
                 path=f"/products/sku-{i % 48:04d}",
             )
     elif name == "reviews_only":

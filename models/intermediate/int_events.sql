@@ -1,0 +1,165 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_id',
+        incremental_strategy='delete+insert',
+        tags=['intermediate', 'events'],
+    )
+}}
+-- Every canonical event once, with its identity node, stage and touchpoint.
+-- Incremental: each night re-reads the landing dates of the lookback window.
+with web as (
+    select * from {{ ref('stg_web__events') }}
+),
+
+email as (
+    select * from {{ ref('stg_email__events') }}
+),
+
+social as (
+    select * from {{ ref('stg_social__events') }}
+),
+
+reviews as (
+    select * from {{ ref('stg_reviews__events') }}
+),
+
+event_types as (
+    select * from {{ ref('event_types') }}
+),
+
+stage_rules as (
+    select * from {{ ref('stage_rules') }}
+),
+
+stages as (
+    select * from {{ ref('stages') }}
+),
+
+touchpoint_rules as (
+    select * from {{ ref('touchpoint_rules') }}
+),
+
+unioned as (
+    select * from web
+    union all by name
+    select * from email
+    union all by name
+    select * from social
+    union all by name
+    select * from reviews
+),
+
+in_window as (
+    select * from unioned
+    {% if is_incremental() %}
+    where landing_date >= {{ window_start() }}
+    {% endif %}
+),
+
+-- Rules are matched once per distinct combination of the fields they look at,
+-- not once per event.
+signatures as (
+    select distinct source, event_type, utm_medium, campaign, path, referrer
+    from in_window
+),
+
+signature_stages as (
+    select
+        signatures.*,
+        stage_rules.stage
+    from signatures
+    inner join stage_rules
+        on signatures.source = stage_rules.source
+        and {{ rule_matches('stage_rules.event_type', 'signatures.event_type') }}
+        and {{ rule_matches('stage_rules.utm_medium', 'signatures.utm_medium') }}
+        and {{ rule_matches('stage_rules.campaign', 'signatures.campaign') }}
+        and {{ rule_matches('stage_rules.path', 'signatures.path') }}
+    qualify row_number() over (
+        partition by signatures.source, signatures.event_type, signatures.utm_medium,
+            signatures.campaign, signatures.path, signatures.referrer
+        order by stage_rules.priority, stage_rules.rule_id
+    ) = 1
+),
+
+signature_touchpoints as (
+    select
+        signatures.*,
+        touchpoint_rules.touchpoint_id
+    from signatures
+    inner join touchpoint_rules
+        on signatures.source = touchpoint_rules.source
+        and {{ rule_matches('touchpoint_rules.event_type', 'signatures.event_type') }}
+        and {{ rule_matches('touchpoint_rules.utm_medium', 'signatures.utm_medium') }}
+        and {{ rule_matches('touchpoint_rules.campaign', 'signatures.campaign') }}
+        and {{ rule_matches('touchpoint_rules.path', 'signatures.path') }}
+        and {{ rule_matches('touchpoint_rules.referrer', 'signatures.referrer') }}
+    qualify row_number() over (
+        partition by signatures.source, signatures.event_type, signatures.utm_medium,
+            signatures.campaign, signatures.path, signatures.referrer
+        order by touchpoint_rules.priority, touchpoint_rules.rule_id
+    ) = 1
+),
+
+classified_signatures as (
+    select
+        signatures.source,
+        signatures.event_type,
+        signatures.utm_medium,
+        signatures.campaign,
+        signatures.path,
+        signatures.referrer,
+        coalesce(signature_stages.stage, 'unclassified') as stage,
+        coalesce(signature_touchpoints.touchpoint_id, 'unclassified') as touchpoint_id
+    from signatures
+    left join signature_stages
+        on signatures.source = signature_stages.source
+        and signatures.event_type is not distinct from signature_stages.event_type
+        and signatures.utm_medium is not distinct from signature_stages.utm_medium
+        and signatures.campaign is not distinct from signature_stages.campaign
+        and signatures.path is not distinct from signature_stages.path
+        and signatures.referrer is not distinct from signature_stages.referrer
+    left join signature_touchpoints
+        on signatures.source = signature_touchpoints.source
+        and signatures.event_type is not distinct from signature_touchpoints.event_type
+        and signatures.utm_medium is not distinct from signature_touchpoints.utm_medium
+        and signatures.campaign is not distinct from signature_touchpoints.campaign
+        and signatures.path is not distinct from signature_touchpoints.path
+        and signatures.referrer is not distinct from signature_touchpoints.referrer
+),
+
+classified as (
+    select
+        in_window.*,
+        classified_signatures.stage,
+        coalesce(stages.stage_order, 0) as stage_order,
+        classified_signatures.touchpoint_id,
+        coalesce(event_types.initiated_by = 'customer', true) as is_activity,
+        {{ identity_node('user', 'in_window.user_id') }} as user_node,
+        {{ identity_node('email', 'in_window.email_sha256') }} as email_node,
+        {{ identity_node('handle', 'in_window.social_handle_sha256') }} as handle_node,
+        {{ identity_node('anon', 'in_window.anonymous_id') }} as anonymous_node
+    from in_window
+    inner join classified_signatures
+        on in_window.source = classified_signatures.source
+        and in_window.event_type is not distinct from classified_signatures.event_type
+        and in_window.utm_medium is not distinct from classified_signatures.utm_medium
+        and in_window.campaign is not distinct from classified_signatures.campaign
+        and in_window.path is not distinct from classified_signatures.path
+        and in_window.referrer is not distinct from classified_signatures.referrer
+    left join stages
+        on classified_signatures.stage = stages.stage
+    left join event_types
+        on in_window.event_type = event_types.event_type
+),
+
+final as (
+    select
+        *,
+        -- Every identifier of an event lies in the same component, so one of them
+        -- is enough to find the customer.
+        coalesce(user_node, email_node, handle_node, anonymous_node) as identity_node
+    from classified
+)
+
+select * from final

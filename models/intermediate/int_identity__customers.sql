@@ -1,0 +1,67 @@
+{{ config(tags=['intermediate', 'identity']) }}
+-- One row per identifier: the customer it belongs to. A customer is a connected
+-- component of the identity graph.
+--
+-- Stable ids: a component is named after its oldest identifier (earliest first
+-- landing date, ties broken by the identifier). A component that grows keeps its
+-- oldest identifier, so it keeps its id. When two components merge, the id of the
+-- one with the older identifier survives and the other id disappears; its events
+-- are re-assigned to the survivor by the incremental models.
+with recursive edges as (
+    select * from {{ ref('int_identity__edges') }}
+),
+
+directed as (
+    select node_a as node, node_b as neighbour from edges
+    union
+    select node_b as node, node_a as neighbour from edges
+),
+
+nodes as (
+    select node, min(first_landing_date) as first_landing_date
+    from (
+        select node_a as node, first_landing_date from edges
+        union all
+        select node_b as node, first_landing_date from edges
+    )
+    group by node
+),
+
+ranked as (
+    select
+        node,
+        first_landing_date,
+        row_number() over (order by first_landing_date, node) as node_rank
+    from nodes
+),
+
+-- Label propagation: every node takes the smallest rank among its neighbours until
+-- nothing changes; the rows that change in a round drive the next round.
+components (node, component_rank) using key (node) as (
+    select node, node_rank from ranked
+    union
+    select directed.neighbour, min(components.component_rank)
+    from components
+    inner join directed on directed.node = components.node
+    inner join recurring.components as current_label
+        on current_label.node = directed.neighbour
+    group by directed.neighbour
+    having min(components.component_rank) < min(current_label.component_rank)
+),
+
+anchors as (
+    select node_rank, node as anchor_node from ranked
+),
+
+final as (
+    select
+        components.node,
+        split_part(components.node, ':', 1) as identifier_kind,
+        {{ short_id('cus', 'anchors.anchor_node') }} as customer_id,
+        ranked.first_landing_date
+    from components
+    inner join anchors on components.component_rank = anchors.node_rank
+    inner join ranked on components.node = ranked.node
+)
+
+select * from final

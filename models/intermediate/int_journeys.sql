@@ -1,0 +1,54 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='customer_id',
+        incremental_strategy='delete+insert',
+        pre_hook="{{ delete_merged_customers() }}",
+        tags=['intermediate', 'journeys'],
+    )
+}}
+-- One row per journey: what its activity reached and when. Status depends on the run
+-- date and is decided in fct_journeys, so this model only changes when events do.
+with journey_events as (
+    select * from {{ ref('fct_journey_events') }}
+    where journey_id is not null
+    {% if is_incremental() %}
+        and customer_id in ({{ affected_customers() }})
+    {% endif %}
+),
+
+journeys as (
+    select
+        journey_id,
+        any_value(customer_id) as customer_id,
+        any_value(journey_number) as journey_number,
+        min(occurred_at) filter (where is_activity) as started_at,
+        max(occurred_at) filter (where is_activity) as last_activity_at,
+        count(distinct session_id) as session_count,
+        count(*) filter (where is_activity) as activity_event_count,
+        count(*) filter (where not is_activity) as company_event_count,
+        arg_min(touchpoint_id, (occurred_at, event_id)) filter (where is_activity)
+            as first_touchpoint_id,
+        arg_min(channel, (occurred_at, event_id)) filter (where is_activity)
+            as first_touch_channel,
+        arg_max(touchpoint_id, (occurred_at, event_id)) filter (where is_activity)
+            as last_touchpoint_id,
+        arg_max(stage_order, (occurred_at, event_id)) filter (where is_activity)
+            as last_touch_stage_order,
+        coalesce(max(stage_order) filter (where is_activity), 0) as furthest_stage_order,
+        -- A stage is entered when the journey first reaches it or a later stage, so a
+        -- skipped stage is entered and left at the same moment.
+        {% for stage_order in range(1, 6) %}
+        min(occurred_at) filter (where is_activity and stage_order >= {{ stage_order }})
+            as stage_{{ stage_order }}_entered_at,
+        {% endfor %}
+        count(*) filter (where event_type = 'order_completed') as orders,
+        coalesce(sum(revenue) filter (where event_type = 'order_completed'), 0) as revenue,
+        count(*) filter (where event_type = 'review_posted') as reviews,
+        avg(rating) filter (where event_type = 'review_posted') as average_rating,
+        max(landing_date) as last_landing_date
+    from journey_events
+    group by journey_id
+)
+
+select * from journeys

@@ -1,0 +1,29 @@
+{#- The run's notion of time, shared by every model so incremental nights and a full
+    refresh agree. run_date is the last landing date the run includes. -#}
+
+{% macro run_date() -%}
+    cast('{{ var("run_date") }}' as date)
+{%- endmacro %}
+
+{#- End of the run date (exclusive), the instant journey status is decided at. -#}
+{% macro run_end() -%}
+    (cast('{{ var("run_date") }}' as date) + interval 1 day)::timestamptz
+{%- endmacro %}
+
+{#- First landing date an incremental run re-reads: the lookback covers late events
+    and nights that were skipped (`cjm run` widens it when more nights were missed). -#}
+{% macro window_start() -%}
+    (cast('{{ var("run_date") }}' as date) - {{ var("lookback_days") | int }})
+{%- endmacro %}
+
+{% macro session_gap() -%}
+    interval '{{ var("session_gap_minutes") | int }} minutes'
+{%- endmacro %}
+
+{% macro session_cap_seconds() -%}
+    {{ (var("session_cap_hours") | float) * 3600 }}
+{%- endmacro %}
+
+{% macro journey_gap() -%}
+    interval '{{ var("journey_gap_days") | int }} days'
+{%- endmacro %}

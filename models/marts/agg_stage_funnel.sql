@@ -1,0 +1,46 @@
+-- The stage funnel per journey-start period and first-touch channel.
+-- Journeys that skip a stage count as entering and advancing through it. The
+-- drop-off rate is over journeys whose outcome at the stage is known
+-- (advanced + dropped): in-progress journeys are right-censored, not failures.
+with journey_stages as (
+    select * from {{ ref('int_journey_stages') }}
+),
+
+funnel as (
+    select
+        cast(date_trunc('{{ var("funnel_period") }}', journey_started_at) as date)
+            as period_start,
+        coalesce(first_touch_channel, 'unclassified') as first_touch_channel,
+        stage,
+        stage_order,
+        count(*) as journeys_entered,
+        count(*) filter (where outcome = 'advanced') as journeys_advanced,
+        count(*) filter (where outcome = 'dropped') as journeys_dropped,
+        count(*) filter (where outcome = 'in_progress') as journeys_in_progress,
+        count(*) filter (where outcome = 'completed') as journeys_completed,
+        quantile_cont(seconds_to_next_stage, 0.5) / 3600.0 as median_hours_to_next_stage,
+        quantile_cont(seconds_to_next_stage, 0.9) / 3600.0 as p90_hours_to_next_stage
+    from journey_stages
+    group by all
+),
+
+final as (
+    select
+        period_start,
+        '{{ var("funnel_period") }}' as period_grain,
+        first_touch_channel,
+        stage,
+        stage_order,
+        journeys_entered,
+        journeys_advanced,
+        journeys_dropped,
+        journeys_in_progress,
+        journeys_completed,
+        journeys_dropped / nullif(journeys_advanced + journeys_dropped, 0) as drop_off_rate,
+        journeys_advanced / nullif(journeys_entered, 0) as advance_rate,
+        median_hours_to_next_stage,
+        p90_hours_to_next_stage
+    from funnel
+)
+
+select * from final

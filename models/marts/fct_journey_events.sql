@@ -1,0 +1,72 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='customer_id',
+        incremental_strategy='delete+insert',
+        pre_hook="{{ delete_merged_customers() }}",
+        tags=['marts', 'events'],
+    )
+}}
+with sessionized as (
+    select * from {{ ref('int_events_sessionized') }}
+    {% if is_incremental() %}
+    where customer_id in ({{ affected_customers() }})
+    {% endif %}
+),
+
+events as (
+    select * from {{ ref('int_events') }}
+),
+
+touchpoints as (
+    select * from {{ ref('dim_touchpoints') }}
+),
+
+joined as (
+    select
+        sessionized.event_id,
+        sessionized.customer_id,
+        sessionized.session_id,
+        sessionized.journey_id,
+        sessionized.session_number,
+        sessionized.journey_number,
+        sessionized.occurred_at,
+        events.source,
+        events.event_type,
+        sessionized.is_activity,
+        events.stage,
+        events.stage_order,
+        events.touchpoint_id,
+        touchpoints.touchpoint_type,
+        touchpoints.channel,
+        events.campaign,
+        events.utm_source,
+        events.utm_medium,
+        events.utm_campaign,
+        events.path,
+        events.platform,
+        events.order_id,
+        events.rating,
+        events.revenue,
+        events.text,
+        sessionized.landing_date
+    from sessionized
+    inner join events on sessionized.event_id = events.event_id
+    left join touchpoints on events.touchpoint_id = touchpoints.touchpoint_id
+),
+
+final as (
+    select
+        *,
+        -- The journey's stage so far: the furthest stage its activity has reached
+        -- up to and including this event.
+        case when journey_id is not null and is_activity then
+            max(stage_order) over (
+                partition by journey_id, is_activity order by occurred_at, event_id
+                rows between unbounded preceding and current row
+            )
+        end as journey_stage_order_so_far
+    from joined
+)
+
+select * from final

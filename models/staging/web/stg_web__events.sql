@@ -1,0 +1,13 @@
+-- Web events from Segment-spec exports (page, track, identify), one row per canonical event, up to the run date.
+with source as (
+    {{ lake_events('web') }}
+),
+
+up_to_run_date as (
+    select
+        {{ canonical_event_columns() }}
+    from source
+    where cast(date as date) <= {{ run_date() }}
+)
+
+select * from up_to_run_date
