@@ -97,6 +97,62 @@ def ingest(
     typer.echo(f"lake: {settings.lake_dir}  ({time.perf_counter() - began:.1f} s)")
 
 
+def _build_and_report(settings, run_date: date, full_refresh: bool, select: str | None) -> None:
+    from cjm_pipeline.build import BuildError, build, summary
+
+    began = time.perf_counter()
+    try:
+        result = build(settings, run_date, full_refresh, select, progress=typer.echo)
+    except (BuildError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"dbt logs: {settings.build_path.parent / 'dbt' / 'logs'}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"built {len(result.statuses)} nodes in {time.perf_counter() - began:.1f} s")
+    typer.echo("")
+    typer.echo(summary(result.build_path))
+    typer.echo(f"database: {result.build_path}")
+
+
+FullRefresh = Annotated[
+    bool, typer.Option("--full-refresh", help="Rebuild every model from the whole lake.")
+]
+
+
+@app.command(name="build")
+def build_command(
+    date_: Annotated[str, typer.Option("--date", help="Run date: last landing date to include.")],
+    full_refresh: FullRefresh = False,
+    select: Annotated[str | None, typer.Option(help="dbt selector, e.g. tag:marts.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """dbt build of the journey models as of a date (incremental unless told otherwise)."""
+    settings = get_settings(data_dir=data_dir)
+    _build_and_report(settings, _parse_date(date_), full_refresh, select)
+
+
+@app.command()
+def run(
+    date_: Annotated[str | None, typer.Option("--date", help="One landing date.")] = None,
+    start: Annotated[str | None, typer.Option(help="First landing date of a range.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last landing date of a range.")] = None,
+    full_refresh: FullRefresh = False,
+    data_dir: DataDir = None,
+) -> None:
+    """The main job: ingest the dates, then build the journey models as of the last one."""
+    from cjm_pipeline.ingest import ALL_SOURCES, summary
+    from cjm_pipeline.ingest import ingest as run_ingest
+
+    settings = get_settings(data_dir=data_dir)
+    dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
+    manifests = run_ingest(
+        settings, dates, list(ALL_SOURCES), progress=typer.echo, workers=settings.ingest_workers
+    )
+    typer.echo("")
+    typer.echo(summary(manifests))
+    typer.echo("")
+    _build_and_report(settings, dates[-1], full_refresh, None)
+
+
 def main() -> None:
     app()
 

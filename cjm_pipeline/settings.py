@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         24, description="Events stamped this far past the landing day's end are quarantined."
     )
     ingest_workers: int = Field(2, description="Sources ingested in parallel processes.")
+    build_path: Path = Field(
+        PROJECT_ROOT / "warehouse" / "build" / "cjm.duckdb",
+        description="The DuckDB database dbt builds into (kept between nights).",
+    )
+    build_lookback_days: int = Field(
+        3, description="Landing dates an incremental build re-reads for late events."
+    )
+    funnel_period: str = Field("week", description="Grain of funnel periods: day, week, month.")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB memory_limit for builds.")
     duckdb_threads: int = Field(2, description="DuckDB threads for builds.")
 

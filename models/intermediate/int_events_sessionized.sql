@@ -7,6 +7,7 @@
         tags=['intermediate', 'events'],
     )
 }}
+-- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
 -- Each event with its customer, session and journey.
 --
 -- Sessions and journeys are made of customer activity (event_types.initiated_by =

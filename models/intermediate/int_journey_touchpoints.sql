@@ -7,6 +7,7 @@
         tags=['intermediate', 'journeys'],
     )
 }}
+-- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
 -- One row per journey, stage and touchpoint the journey's activity touched.
 with journey_events as (
     select * from {{ ref('fct_journey_events') }}

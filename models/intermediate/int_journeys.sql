@@ -7,6 +7,7 @@
         tags=['intermediate', 'journeys'],
     )
 }}
+-- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
 -- One row per journey: what its activity reached and when. Status depends on the run
 -- date and is decided in fct_journeys, so this model only changes when events do.
 with journey_events as (

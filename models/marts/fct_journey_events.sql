@@ -7,6 +7,7 @@
         tags=['marts', 'events'],
     )
 }}
+-- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
 with sessionized as (
     select * from {{ ref('int_events_sessionized') }}
     {% if is_incremental() %}

@@ -7,6 +7,7 @@
         tags=['marts', 'sessions'],
     )
 }}
+-- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
 with journey_events as (
     select * from {{ ref('fct_journey_events') }}
     where session_id is not null

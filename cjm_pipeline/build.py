@@ -1,0 +1,207 @@
+"""The dbt build of the journey models, and the summary printed after it.
+
+dbt runs as a child process (see ``run_dbt``). Paths, resources and
+the journey settings reach the project (dbt_project.yml, profiles.yml) through
+environment variables and ``--vars``, so the command line and the scheduler build
+exactly the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from cjm_pipeline.settings import PROJECT_ROOT, Settings
+
+FUNNEL_PERIODS = ("day", "week", "month")
+
+
+class BuildError(RuntimeError):
+    """The dbt build failed; the message names the failing nodes."""
+
+
+@dataclass
+class BuildPlan:
+    run_date: date
+    full_refresh: bool
+    lookback_days: int
+    reason: str
+
+
+@dataclass
+class BuildResult:
+    plan: BuildPlan
+    build_path: Path
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
+def last_built_date(build_path: Path) -> date | None:
+    """The latest landing date the build database holds, or None before the first build."""
+    if not build_path.exists():
+        return None
+    import duckdb
+
+    with duckdb.connect(str(build_path), read_only=True) as con:
+        found = con.execute(
+            "select count(*) from information_schema.tables where table_name = 'int_events'"
+        ).fetchone()[0]
+        if not found:
+            return None
+        return con.execute("select max(landing_date) from int_events").fetchone()[0]
+
+
+def plan_build(settings: Settings, run_date: date, full_refresh: bool = False) -> BuildPlan:
+    """Decide between an incremental night and a full refresh.
+
+    A night after the last one re-reads the lookback window. When nights were
+    skipped the window widens to cover them. Going back in time (re-running an
+    earlier date, or a backfill before the last build) needs a full refresh, because
+    the build must not hold landing dates after its run date.
+    """
+    lookback = settings.build_lookback_days
+    if full_refresh:
+        return BuildPlan(run_date, True, lookback, "full refresh requested")
+    last = last_built_date(settings.build_path)
+    if last is None:
+        return BuildPlan(run_date, True, lookback, "first build")
+    if run_date < last:
+        return BuildPlan(
+            run_date, True, lookback, f"run date {run_date} is before the last build ({last})"
+        )
+    missed = (run_date - last).days
+    if missed > lookback:
+        return BuildPlan(
+            run_date, False, missed + lookback, f"widened to cover {missed} nights since {last}"
+        )
+    return BuildPlan(run_date, False, lookback, "incremental night")
+
+
+def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
+    if settings.funnel_period not in FUNNEL_PERIODS:
+        raise ValueError(
+            f"CJM_FUNNEL_PERIOD={settings.funnel_period!r}: choose one of {FUNNEL_PERIODS}"
+        )
+    return {
+        "run_date": plan.run_date.isoformat(),
+        "session_gap_minutes": settings.session_gap_minutes,
+        "session_cap_hours": settings.session_cap_hours,
+        "journey_gap_days": settings.journey_gap_days,
+        "lookback_days": plan.lookback_days,
+        "funnel_period": settings.funnel_period,
+    }
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """Environment the dbt project reads (profiles.yml, the lake sources)."""
+    work = settings.build_path.parent / "dbt"
+    return {
+        "CJM_LAKE_DIR": str(settings.lake_dir),
+        "CJM_BUILD_PATH": str(settings.build_path),
+        "CJM_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+        "CJM_DUCKDB_THREADS": str(settings.duckdb_threads),
+        "CJM_TIME_ZONE": settings.time_zone,
+        "DBT_PROFILES_DIR": str(PROJECT_ROOT),
+        "DBT_PROJECT_DIR": str(PROJECT_ROOT),
+        "DBT_TARGET_PATH": str(work / "target"),
+        "DBT_LOG_PATH": str(work / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def run_dbt(
+    settings: Settings, args: list[str], progress: Callable[[str], None] = print
+) -> dict[str, str]:
+    """Run one dbt command; returns node -> status, raises BuildError on failure.
+
+    dbt runs in a child process: the build database is then closed when it returns,
+    so this process (or any other) can open it right after.
+    """
+    settings.build_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **dbt_environment(settings)}
+    dbt = Path(sys.executable).with_name("dbt")
+    command = [str(dbt), "--no-use-colors", *args, "--project-dir", str(PROJECT_ROOT)]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as child:
+        for line in child.stdout:
+            progress("  " + line.rstrip())
+    results_file = Path(env["DBT_TARGET_PATH"]) / "run_results.json"
+    statuses: dict[str, str] = {}
+    if results_file.exists():
+        for node in json.loads(results_file.read_text())["results"]:
+            statuses[node["unique_id"]] = node["status"]
+    if child.returncode != 0:
+        failed = [node for node, status in statuses.items() if status in {"error", "fail"}]
+        detail = f"failing nodes: {', '.join(failed)}" if failed else "see the dbt output above"
+        raise BuildError(f"dbt {args[0]} failed (exit {child.returncode}); {detail}")
+    return statuses
+
+
+def build(
+    settings: Settings,
+    run_date: date,
+    full_refresh: bool = False,
+    select: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> BuildResult:
+    """dbt build of every model, seed and test, as of ``run_date``."""
+    plan = plan_build(settings, run_date, full_refresh)
+    progress(
+        f"dbt build as of {plan.run_date} "
+        f"({'full refresh' if plan.full_refresh else 'incremental'}: {plan.reason}; "
+        f"lookback {plan.lookback_days} days)"
+    )
+    args = ["build", "--vars", json.dumps(dbt_vars(settings, plan))]
+    if plan.full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", select]
+    statuses = run_dbt(settings, args, progress)
+    return BuildResult(plan, settings.build_path, statuses)
+
+
+def summary(database: Path) -> str:
+    """Customers, journeys by status and the stage funnel, as printed after a run."""
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as con:
+        customers = con.execute("select count(*) from dim_customers").fetchone()[0]
+        events, unclassified = con.execute(
+            "select count(*), count(*) filter (where touchpoint_id = 'unclassified') "
+            "from fct_journey_events"
+        ).fetchone()
+        statuses = con.execute(
+            "select status, count(*) from fct_journeys group by status order by status"
+        ).fetchall()
+        funnel = con.execute(
+            """
+            select stage, sum(journeys_entered), sum(journeys_advanced),
+                sum(journeys_dropped), sum(journeys_in_progress),
+                sum(journeys_dropped) / nullif(sum(journeys_advanced) + sum(journeys_dropped), 0)
+            from agg_stage_funnel
+            group by stage, stage_order
+            order by stage_order
+            """
+        ).fetchall()
+    total = sum(n for _, n in statuses)
+    lines = [
+        f"customers {customers:,}   events {events:,} "
+        f"({unclassified:,} on the unclassified touchpoint)",
+        f"journeys {total:,}: "
+        + ", ".join(f"{status} {n:,} ({n / total:.0%})" for status, n in statuses),
+        "",
+        f"{'stage':<14}{'entered':>9}{'advanced':>10}{'dropped':>9}{'in progress':>13}"
+        f"{'drop-off':>10}",
+    ]
+    for stage, entered, advanced, dropped, in_progress, rate in funnel:
+        shown = "-" if rate is None else f"{rate:.1%}"
+        lines.append(
+            f"{stage:<14}{entered:>9,}{advanced:>10,}{dropped:>9,}{in_progress:>13,}{shown:>10}"
+        )
+    return "\n".join(lines)
