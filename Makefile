@@ -7,11 +7,11 @@ STAMP := $(VENV)/.synced
 RUN := $(VENV)/bin
 
 DEMO_CUSTOMERS ?= 3000
-DEMO_START ?= 2026-10-01
-DEMO_DAYS ?= 30
+DEMO_START ?= 2026-08-01
+DEMO_DAYS ?= 90
 DEMO_END ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_DAYS) - 1))")
 
-.PHONY: install demo test lint format bench-ingest clean
+.PHONY: install demo test lint format bench bench-ingest clean
 
 install: $(STAMP)
 
@@ -24,9 +24,9 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf data/landing data/truth
+	rm -rf data/landing data/truth data/lake warehouse/build
 	$(RUN)/cjm generate --customers $(DEMO_CUSTOMERS) --start $(DEMO_START) --days $(DEMO_DAYS) --seed 42
-	$(RUN)/cjm ingest --start $(DEMO_START) --end $(DEMO_END)
+	$(RUN)/cjm run --start $(DEMO_START) --end $(DEMO_END)
 
 test: $(STAMP)
 	$(RUN)/pytest
@@ -38,6 +38,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(RUN)/ruff format .
 	$(RUN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(RUN)/python -m benchmarks.bench_pipeline
 
 bench-ingest: $(STAMP)
 	$(RUN)/python -m benchmarks.bench_ingest

@@ -83,8 +83,25 @@ def bare_parse(files: list[Path]) -> int:
     return rows
 
 
+def run_tree(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall time of a command and the peak RSS of its process tree (summed over members)."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tree = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            members = [tree, *tree.children(recursive=True)]
+            peak = max(peak, sum(m.memory_info().rss for m in members))
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - began
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[2:4])} failed:\n{proc.stderr.read().decode()[-4000:]}")
+    return elapsed, peak
+
+
 def run_ingest(root: Path, days: int) -> tuple[float, int]:
-    """Wall time and peak RSS of the whole process tree (parent plus workers, summed)."""
+    """Ingest every landing date into an empty lake; wall time and tree peak RSS."""
     shutil.rmtree(root / "lake", ignore_errors=True)
     end = START + timedelta(days=days - 1)
     env = {**os.environ, "CJM_DATA_DIR": str(root)}
@@ -98,19 +115,7 @@ def run_ingest(root: Path, days: int) -> tuple[float, int]:
         "--end",
         end.isoformat(),
     ]
-    began = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    tree = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            members = [tree, *tree.children(recursive=True)]
-            peak = max(peak, sum(m.memory_info().rss for m in members))
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - began
-    if proc.returncode != 0:
-        raise SystemExit(f"ingest failed:\n{proc.stderr.read().decode()}")
-    return elapsed, peak
+    return run_tree(cmd, env)
 
 
 def _row(row: tuple) -> str:

@@ -149,8 +149,12 @@ def build(
     full_refresh: bool = False,
     select: str | None = None,
     progress: Callable[[str], None] = print,
+    tests: bool = True,
 ) -> BuildResult:
-    """dbt build of every model, seed and test, as of ``run_date``."""
+    """dbt build of every model, seed and test, as of ``run_date``.
+
+    ``tests=False`` builds the models and seeds without running the data and unit tests.
+    """
     plan = plan_build(settings, run_date, full_refresh)
     progress(
         f"dbt build as of {plan.run_date} "
@@ -162,6 +166,8 @@ def build(
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    if not tests:
+        args += ["--exclude", "resource_type:test", "resource_type:unit_test"]
     statuses = run_dbt(settings, args, progress)
     return BuildResult(plan, settings.build_path, statuses)
 

@@ -135,6 +135,7 @@ classified as (
         coalesce(stages.stage_order, 0) as stage_order,
         classified_signatures.touchpoint_id,
         coalesce(event_types.initiated_by = 'customer', true) as is_activity,
+        coalesce(event_types.is_conversion, false) as is_conversion,
         {{ identity_node('user', 'in_window.user_id') }} as user_node,
         {{ identity_node('email', 'in_window.email_sha256') }} as email_node,
         {{ identity_node('handle', 'in_window.social_handle_sha256') }} as handle_node,

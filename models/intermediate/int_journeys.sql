@@ -37,6 +37,7 @@ journeys as (
         arg_max(stage_order, (occurred_at, event_id)) filter (where is_activity)
             as last_touch_stage_order,
         coalesce(max(stage_order) filter (where is_activity), 0) as furthest_stage_order,
+        min(occurred_at) filter (where is_activity and is_conversion) as converted_at,
         -- A stage is entered when the journey first reaches it or a later stage, so a
         -- skipped stage is entered and left at the same moment.
         {% for stage_order in range(1, 6) %}

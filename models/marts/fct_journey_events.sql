@@ -35,6 +35,7 @@ joined as (
         events.source,
         events.event_type,
         sessionized.is_activity,
+        events.is_conversion,
         events.stage,
         events.stage_order,
         events.touchpoint_id,

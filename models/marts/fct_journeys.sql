@@ -1,7 +1,8 @@
 -- One row per journey with its status as of the run date.
---   converted:   the journey reached purchase (or a later stage).
---   dropped:     it stopped before purchase and has had no activity for longer than
---                `journey_gap_days` before the end of the run date.
+--   converted:   the journey holds a conversion (event_types.is_conversion: an order).
+--   dropped:     it has no conversion and has had no activity for longer than
+--                `journey_gap_days` before the end of the run date (a checkout that
+--                was abandoned is a drop at the purchase stage).
 --   in_progress: neither yet. Not past the cutoff, so never counted as dropped.
 -- The post-purchase part of a converted journey has its own status: reached_loyalty,
 -- dropped (inactive past the cutoff before loyalty) or in_progress.
@@ -29,12 +30,12 @@ final as (
         statused.last_activity_at,
         epoch(statused.last_activity_at - statused.started_at) as duration_seconds,
         case
-            when statused.furthest_stage_order >= 3 then 'converted'
+            when statused.converted_at is not null then 'converted'
             when statused.is_past_cutoff then 'dropped'
             else 'in_progress'
         end as status,
         case
-            when statused.furthest_stage_order < 3 then null
+            when statused.converted_at is null then null
             when statused.furthest_stage_order >= 5 then 'reached_loyalty'
             when statused.is_past_cutoff then 'dropped'
             else 'in_progress'
@@ -53,7 +54,8 @@ final as (
         statused.stage_3_entered_at as purchase_entered_at,
         statused.stage_4_entered_at as experience_entered_at,
         statused.stage_5_entered_at as loyalty_entered_at,
-        epoch(statused.stage_3_entered_at - statused.started_at) as seconds_to_purchase,
+        statused.converted_at,
+        epoch(statused.converted_at - statused.started_at) as seconds_to_conversion,
         statused.orders,
         statused.revenue,
         statused.reviews,
