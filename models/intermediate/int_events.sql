@@ -6,7 +6,8 @@
         tags=['intermediate', 'events'],
     )
 }}
--- Every canonical event once, with its identity node, stage and touchpoint.
+-- Every canonical event once, with its identity node, stage and touchpoint, and the
+-- columns the marts use (the lake keeps the rest: url, properties, source file).
 -- Incremental: each night re-reads the landing dates of the lookback window.
 with web as (
     select * from {{ ref('stg_web__events') }}
@@ -156,10 +157,33 @@ classified as (
 
 final as (
     select
-        *,
+        event_id,
+        source,
+        event_type,
+        occurred_at,
+        landing_date,
+        user_node,
+        email_node,
+        handle_node,
+        anonymous_node,
         -- Every identifier of an event lies in the same component, so one of them
         -- is enough to find the customer.
-        coalesce(user_node, email_node, handle_node, anonymous_node) as identity_node
+        coalesce(user_node, email_node, handle_node, anonymous_node) as identity_node,
+        is_activity,
+        is_conversion,
+        stage,
+        stage_order,
+        touchpoint_id,
+        order_id,
+        platform,
+        campaign,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        path,
+        rating,
+        revenue,
+        text
     from classified
 )
 

@@ -32,6 +32,7 @@ customer_events as (
         events.event_id,
         events.occurred_at,
         events.is_activity,
+        events.stage_order,
         events.landing_date
     from events
     inner join identities on events.identity_node = identities.node
@@ -40,46 +41,73 @@ customer_events as (
     {% endif %}
 ),
 
+-- Each step below orders a customer's activity the same way (time, then event id),
+-- which keeps the number of sorts down.
 activity as (
     select
         *,
-        occurred_at - lag(occurred_at) over customer_timeline as gap
+        lag(occurred_at) over customer_timeline as previous_at
     from customer_events
     where is_activity
     window customer_timeline as (partition by customer_id order by occurred_at, event_id)
 ),
 
-gap_breaks as (
+breaks as (
     select
         *,
-        count(*) filter (where gap is null or gap > {{ session_gap() }})
-            over customer_so_far as activity_block,
-        count(*) filter (where gap is null or gap > {{ journey_gap() }})
-            over customer_so_far as journey_number
+        previous_at is null or occurred_at - previous_at > {{ session_gap() }} as starts_block,
+        previous_at is null or occurred_at - previous_at > {{ journey_gap() }} as starts_journey
     from activity
+),
+
+blocks as (
+    select
+        *,
+        max(case when starts_block then occurred_at end) over customer_so_far as block_started_at,
+        count(*) filter (where starts_journey) over customer_so_far as journey_number
+    from breaks
     window customer_so_far as (
         partition by customer_id order by occurred_at, event_id
         rows between unbounded preceding and current row
     )
 ),
 
-capped as (
+-- A block longer than the cap is cut into cap-long pieces counted from its first
+-- event: a session starts with a block or when the piece number changes.
+pieces as (
     select
         *,
-        floor(
-            epoch(occurred_at - min(occurred_at) over (partition by customer_id, activity_block))
-            / {{ session_cap_seconds() }}
-        ) as cap_piece
-    from gap_breaks
+        starts_block or floor(
+            epoch(occurred_at - block_started_at) / {{ session_cap_seconds() }}
+        ) <> floor(
+            epoch(previous_at - block_started_at) / {{ session_cap_seconds() }}
+        ) as starts_session
+    from blocks
 ),
 
 numbered as (
     select
-        *,
-        dense_rank() over (
-            partition by customer_id order by activity_block, cap_piece
-        ) as session_number
-    from capped
+        customer_id,
+        event_id,
+        occurred_at,
+        is_activity,
+        landing_date,
+        count(*) filter (where starts_session) over customer_so_far as session_number,
+        journey_number,
+        last_value(case when starts_session then event_id end ignore nulls)
+            over customer_so_far as session_first_event_id,
+        last_value(case when starts_journey then event_id end ignore nulls)
+            over customer_so_far as journey_first_event_id,
+        -- The furthest stage so far within the journey: journey numbers only grow,
+        -- so a running maximum of (journey, stage) over the customer's timeline
+        -- resets at each new journey.
+        max(journey_number * 100 + stage_order) over customer_so_far
+            - journey_number * 100 as journey_stage_order_so_far
+    from pieces
+    window customer_so_far as (
+        partition by customer_id order by occurred_at, event_id
+        rows between unbounded preceding and current row
+    )
 ),
 
 activity_ids as (
@@ -91,10 +119,9 @@ activity_ids as (
         landing_date,
         session_number,
         journey_number,
-        {{ short_id('ses', "customer_id || ':' || first_value(event_id) over (partition by customer_id, session_number order by occurred_at, event_id)") }}
-            as session_id,
-        {{ short_id('jny', "customer_id || ':' || first_value(event_id) over (partition by customer_id, journey_number order by occurred_at, event_id)") }}
-            as journey_id
+        {{ short_id('ses', "customer_id || ':' || session_first_event_id") }} as session_id,
+        {{ short_id('jny', "customer_id || ':' || journey_first_event_id") }} as journey_id,
+        journey_stage_order_so_far
     from numbered
 ),
 
@@ -119,7 +146,8 @@ company_in_journeys as (
         case
             when company_events.occurred_at - latest.occurred_at <= {{ journey_gap() }}
                 then latest.journey_id
-        end as journey_id
+        end as journey_id,
+        null::bigint as journey_stage_order_so_far
     from company_events
     asof left join activity_ids as latest
         on company_events.customer_id = latest.customer_id

@@ -45,7 +45,9 @@ journeys as (
             as stage_{{ stage_order }}_entered_at,
         {% endfor %}
         count(*) filter (where event_type = 'order_completed') as orders,
-        coalesce(sum(revenue) filter (where event_type = 'order_completed'), 0) as revenue,
+        -- Summed as decimal: money, and the same total whatever order rows arrive in.
+        coalesce(sum(revenue::decimal(18, 2)) filter (where event_type = 'order_completed'), 0)
+            as revenue,
         count(*) filter (where event_type = 'review_posted') as reviews,
         avg(rating) filter (where event_type = 'review_posted') as average_rating,
         max(landing_date) as last_landing_date

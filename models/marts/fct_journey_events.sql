@@ -51,6 +51,9 @@ joined as (
         events.rating,
         events.revenue,
         events.text,
+        -- The furthest stage the journey's activity has reached up to and
+        -- including this event (null for company events).
+        sessionized.journey_stage_order_so_far,
         sessionized.landing_date
     from sessionized
     inner join events on sessionized.event_id = events.event_id
@@ -58,17 +61,7 @@ joined as (
 ),
 
 final as (
-    select
-        *,
-        -- The journey's stage so far: the furthest stage its activity has reached
-        -- up to and including this event.
-        case when journey_id is not null and is_activity then
-            max(stage_order) over (
-                partition by journey_id, is_activity order by occurred_at, event_id
-                rows between unbounded preceding and current row
-            )
-        end as journey_stage_order_so_far
-    from joined
+    select * from joined
 )
 
 select * from final

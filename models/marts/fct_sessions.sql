@@ -35,7 +35,9 @@ sessions as (
         arg_max(touchpoint_id, (occurred_at, event_id)) as exit_touchpoint_id,
         max(stage_order) as furthest_stage_order,
         count(*) filter (where event_type = 'order_completed') as orders,
-        coalesce(sum(revenue) filter (where event_type = 'order_completed'), 0) as revenue,
+        -- Summed as decimal: money, and the same total whatever order rows arrive in.
+        coalesce(sum(revenue::decimal(18, 2)) filter (where event_type = 'order_completed'), 0)
+            as revenue,
         max(landing_date) as last_landing_date
     from journey_events
     group by session_id
