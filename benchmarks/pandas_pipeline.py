@@ -127,6 +127,14 @@ def run(
     ).astype(int)
     activity["session"] = activity.groupby(["block", "piece"], sort=False).ngroup()
 
+    # Post-purchase stages count only after a conversion in the same journey.
+    post = set(stages.loc[stages["funnel"] == "post_purchase", "stage_order"])
+    conversion_at = (
+        activity["occurred_at"].where(activity["is_conversion"]).groupby(activity["journey"])
+    ).transform("min")
+    too_early = activity["stage_order"].isin(post) & ~(activity["occurred_at"] >= conversion_at)
+    activity["stage_order"] = activity["stage_order"].where(~too_early, 0)
+
     grouped = activity.groupby("journey", sort=False)
     journeys = pd.DataFrame(
         {

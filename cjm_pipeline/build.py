@@ -8,6 +8,7 @@ exactly the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -32,6 +33,8 @@ class BuildPlan:
     full_refresh: bool
     lookback_days: int
     reason: str
+    build_id: int = 1
+    last_success_build_id: int = 0
 
 
 @dataclass
@@ -41,45 +44,79 @@ class BuildResult:
     statuses: dict[str, str] = field(default_factory=dict)
 
 
-def last_built_date(build_path: Path) -> date | None:
-    """The latest landing date the build database holds, or None before the first build."""
-    if not build_path.exists():
-        return None
-    import duckdb
+@dataclass
+class BuildState:
+    """What the last successful build was: written only when every node passed."""
 
-    with duckdb.connect(str(build_path), read_only=True) as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables where table_name = 'int_events'"
-        ).fetchone()[0]
-        if not found:
+    build_id: int
+    run_date: date
+    fingerprint: str
+
+    @classmethod
+    def load(cls, path: Path) -> BuildState | None:
+        if not path.exists():
             return None
-        return con.execute("select max(landing_date) from int_events").fetchone()[0]
+        data = json.loads(path.read_text())
+        return cls(data["build_id"], date.fromisoformat(data["run_date"]), data["fingerprint"])
+
+    def save(self, path: Path) -> None:
+        data = {
+            "build_id": self.build_id,
+            "run_date": self.run_date.isoformat(),
+            "fingerprint": self.fingerprint,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
 
 
-def plan_build(settings: Settings, run_date: date, full_refresh: bool = False) -> BuildPlan:
+def state_path(settings: Settings) -> Path:
+    return settings.build_path.with_name(settings.build_path.name + ".state.json")
+
+
+def fingerprint(settings: Settings) -> str:
+    """What the history in the build depends on besides the data: the journey
+    settings, the seeds and the model SQL. When it changes, the next build is a full
+    refresh, so history is never classified two ways."""
+    digest = hashlib.sha256()
+    for key in ("session_gap_minutes", "session_cap_hours", "journey_gap_days"):
+        digest.update(f"{key}={getattr(settings, key)};".encode())
+    models = PROJECT_ROOT / "models"
+    for path in sorted(models.rglob("*")):
+        if path.suffix in {".sql", ".csv"}:
+            digest.update(path.relative_to(models).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def plan_build(
+    settings: Settings, run_date: date, full_refresh: bool = False, since: date | None = None
+) -> BuildPlan:
     """Decide between an incremental night and a full refresh.
 
-    A night after the last one re-reads the lookback window. When nights were
-    skipped the window widens to cover them. Going back in time (re-running an
-    earlier date, or a backfill before the last build) needs a full refresh, because
-    the build must not hold landing dates after its run date.
+    A night after the last successful build re-reads the lookback window, widened to
+    cover every night since that build and every landing date ingested for this run
+    (``since``). Going back in time (a run date before the last build's), a change of
+    settings, seeds or models, or a missing build database needs a full refresh.
     """
     lookback = settings.build_lookback_days
+    state = BuildState.load(state_path(settings))
     if full_refresh:
-        return BuildPlan(run_date, True, lookback, "full refresh requested")
-    last = last_built_date(settings.build_path)
-    if last is None:
-        return BuildPlan(run_date, True, lookback, "first build")
-    if run_date < last:
-        return BuildPlan(
-            run_date, True, lookback, f"run date {run_date} is before the last build ({last})"
-        )
-    missed = (run_date - last).days
-    if missed > lookback:
-        return BuildPlan(
-            run_date, False, missed + lookback, f"widened to cover {missed} nights since {last}"
-        )
-    return BuildPlan(run_date, False, lookback, "incremental night")
+        reason = "full refresh requested"
+    elif state is None or not settings.build_path.exists():
+        reason = "first build"
+    elif run_date < state.run_date:
+        reason = f"run date {run_date} is before the last build's ({state.run_date})"
+    elif state.fingerprint != fingerprint(settings):
+        reason = "settings, seeds or models changed since the last build"
+    else:
+        reason = ""
+    if reason:
+        return BuildPlan(run_date, True, lookback, reason, (state.build_id + 1) if state else 1)
+    oldest = min(state.run_date, since) if since else state.run_date
+    widened = max(lookback, (run_date - oldest).days)
+    why = "incremental night" if widened == lookback else f"window widened back to {oldest}"
+    return BuildPlan(run_date, False, widened, why, state.build_id + 1, state.build_id)
 
 
 def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
@@ -93,6 +130,8 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "session_cap_hours": settings.session_cap_hours,
         "journey_gap_days": settings.journey_gap_days,
         "lookback_days": plan.lookback_days,
+        "build_id": plan.build_id,
+        "last_success_build_id": plan.last_success_build_id,
         "funnel_period": settings.funnel_period,
     }
 
@@ -150,12 +189,16 @@ def build(
     select: str | None = None,
     progress: Callable[[str], None] = print,
     tests: bool = True,
+    since: date | None = None,
 ) -> BuildResult:
     """dbt build of every model, seed and test, as of ``run_date``.
 
     ``tests=False`` builds the models and seeds without running the data and unit tests.
+    ``since`` is the earliest landing date ingested for this run (a backfill): the
+    incremental window reaches back to it. The build state is saved only when every
+    node succeeded, so a failed night is redone by the next one.
     """
-    plan = plan_build(settings, run_date, full_refresh)
+    plan = plan_build(settings, run_date, full_refresh, since)
     progress(
         f"dbt build as of {plan.run_date} "
         f"({'full refresh' if plan.full_refresh else 'incremental'}: {plan.reason}; "
@@ -169,6 +212,8 @@ def build(
     if not tests:
         args += ["--exclude", "resource_type:test", "resource_type:unit_test"]
     statuses = run_dbt(settings, args, progress)
+    if select is None:
+        BuildState(plan.build_id, plan.run_date, fingerprint(settings)).save(state_path(settings))
     return BuildResult(plan, settings.build_path, statuses)
 
 

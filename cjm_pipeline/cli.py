@@ -97,12 +97,16 @@ def ingest(
     typer.echo(f"lake: {settings.lake_dir}  ({time.perf_counter() - began:.1f} s)")
 
 
-def _build_and_report(settings, run_date: date, full_refresh: bool, select: str | None) -> None:
+def _build_and_report(
+    settings, run_date: date, full_refresh: bool, select: str | None, since: date | None = None
+) -> None:
     from cjm_pipeline.build import BuildError, build, summary
 
     began = time.perf_counter()
     try:
-        result = build(settings, run_date, full_refresh, select, progress=typer.echo)
+        result = build(
+            settings, run_date, full_refresh, select, progress=typer.echo, since=since
+        )
     except (BuildError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"dbt logs: {settings.build_path.parent / 'dbt' / 'logs'}", err=True)
@@ -150,7 +154,7 @@ def run(
     typer.echo("")
     typer.echo(summary(manifests))
     typer.echo("")
-    _build_and_report(settings, dates[-1], full_refresh, None)
+    _build_and_report(settings, dates[-1], full_refresh, None, since=dates[0])
 
 
 def main() -> None:

@@ -41,11 +41,17 @@ def quiet(_: str) -> None:
     pass
 
 
+JOURNEY_GAP_DAYS = 3  # short enough that journeys end and drop within the 12-day sample
+
+
 @pytest.fixture(scope="session")
 def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The sample lake built into its own database, full refresh, as of its last day."""
     settings = sample.model_copy(
-        update={"build_path": tmp_path_factory.mktemp("build") / "cjm.duckdb"}
+        update={
+            "build_path": tmp_path_factory.mktemp("build") / "cjm.duckdb",
+            "journey_gap_days": JOURNEY_GAP_DAYS,
+        }
     )
     build(settings, RUN_DATE, progress=quiet)
     return settings
@@ -175,8 +181,10 @@ def test_late_event_joins_the_session_it_belongs_to(scored, truth) -> None:
     )
     assert late.height == 1
     events = _customer_of(scored, "edge_late_arrival_4d").filter(pl.col("source") == "web")
-    assert events["native_id"].is_in(late["native_id"].implode()).any()
+    late_event = events.filter(pl.col("native_id").is_in(late["native_id"].implode()))
+    assert late_event["session_id"].null_count() == 0
     assert events["session_id"].n_unique() == 1
+    assert events.height >= 4
 
 
 def test_duplicate_order_counts_once(built, scored) -> None:
@@ -223,7 +231,9 @@ def test_customer_seen_only_through_reviews(built, scored) -> None:
     journey = query(
         built, f"select * from fct_journeys where customer_id = '{events['customer_id'][0]}'"
     )
-    assert journey["furthest_stage"].to_list() == ["experience"]
+    # A review without an order in the journey does not make it a post-purchase journey.
+    assert journey["status"].to_list() != ["converted"]
+    assert journey["furthest_stage_order"].to_list() == [0]
 
 
 def test_funnel_totals_agree_with_the_journeys(built) -> None:
@@ -234,7 +244,8 @@ def test_funnel_totals_agree_with_the_journeys(built) -> None:
     )
     journeys = query(
         built,
-        "select count(*) as n, count(*) filter (where furthest_stage_order >= 2) as considered, "
+        "select count(*) filter (where furthest_stage_order >= 1) as n, "
+        "count(*) filter (where furthest_stage_order >= 2) as considered, "
         "count(*) filter (where status = 'dropped' and furthest_stage = 'consideration') "
         "as dropped_considering from fct_journeys",
     )
@@ -242,7 +253,7 @@ def test_funnel_totals_agree_with_the_journeys(built) -> None:
     assert by_stage["discovery"] == journeys["n"][0]
     assert by_stage["consideration"] == journeys["considered"][0]
     dropped = dict(zip(funnel["stage"], funnel["dropped"], strict=True))
-    assert dropped["consideration"] == journeys["dropped_considering"][0]
+    assert dropped["consideration"] == journeys["dropped_considering"][0] > 0
 
 
 def test_summary_names_customers_journeys_and_the_funnel(built) -> None:
@@ -258,9 +269,11 @@ def _tables(path: Path) -> dict[str, pl.DataFrame]:
 
 
 def test_full_refresh_equals_seven_incremental_nights(sample, tmp_path) -> None:
-    """Landing day by day: ingest, then an incremental build, for seven nights; a full
-    refresh over the same days gives identical marts. A two-day journey gap makes
-    journeys end, drop and merge within the sample."""
+    """Landing day by day: ingest, then an incremental build. Seven builds cover the
+    last eight days (one night is skipped, so the next widens its window) and the last
+    night is run twice. A full refresh over the same days gives identical marts. A
+    two-day journey gap makes journeys end, drop and merge within the sample; a
+    one-day lookback makes the night after the skipped one widen its window."""
     data = tmp_path / "data"
     shutil.copytree(sample.landing_dir, data / "landing")
     nightly = Settings(
@@ -268,15 +281,25 @@ def test_full_refresh_equals_seven_incremental_nights(sample, tmp_path) -> None:
         salt="test-salt",
         build_path=tmp_path / "nightly" / "cjm.duckdb",
         journey_gap_days=2,
+        build_lookback_days=1,
     )
     dates = sample_dates()
-    first_nights, last_seven = dates[:-7], dates[-7:]
+    first_nights, last_eight = dates[:-8], dates[-8:]
     ingest(nightly, first_nights, progress=quiet)
     build(nightly, first_nights[-1], progress=quiet, tests=False)
-    for day in last_seven:
+    customer_ids = [set(_tables(nightly.build_path)["dim_customers"]["customer_id"])]
+    skipped = last_eight[2]
+    for day in last_eight:
         ingest(nightly, [day], progress=quiet)
+        if day == skipped:
+            continue
         result = build(nightly, day, progress=quiet, tests=False)
         assert not result.plan.full_refresh
+        if day == skipped + timedelta(days=1):
+            assert result.plan.lookback_days > nightly.build_lookback_days
+        customer_ids.append(set(_tables(nightly.build_path)["dim_customers"]["customer_id"]))
+    rerun = build(nightly, dates[-1], progress=quiet, tests=False)
+    assert not rerun.plan.full_refresh
     refreshed = nightly.model_copy(update={"build_path": tmp_path / "full" / "cjm.duckdb"})
     build(refreshed, dates[-1], full_refresh=True, progress=quiet, tests=False)
 
@@ -286,26 +309,6 @@ def test_full_refresh_equals_seven_incremental_nights(sample, tmp_path) -> None:
         assert incremental[name].equals(full[name]), name
     statuses = set(full["fct_journeys"]["status"])
     assert {"converted", "dropped", "in_progress"} <= statuses
-
-
-def test_funnel_equals_an_independent_pandas_pipeline(built) -> None:
-    """benchmarks/pandas_pipeline.py computes sessions, journeys and the funnel its own
-    way (pandas, from the lake and the seeds); given the same identity map, every
-    funnel count must agree with agg_stage_funnel."""
-    from benchmarks import pandas_pipeline
-
-    identities = query(built, "select node, customer_id from int_identity__customers").to_pandas()
-    expected = pandas_pipeline.run(built.lake_dir, identities, RUN_DATE)
-    expected = pl.from_pandas(
-        expected[
-            ["period_start", "channel", "stage", "entered", "advanced", "dropped", "in_progress"]
-        ]
-    ).with_columns(pl.col("period_start").cast(pl.Date), pl.col(pl.Float64).cast(pl.Int64))
-    actual = query(
-        built,
-        "select period_start, first_touch_channel as channel, stage, "
-        "journeys_entered as entered, journeys_advanced as advanced, "
-        "journeys_dropped as dropped, journeys_in_progress as in_progress from agg_stage_funnel",
-    )
-    key = ["period_start", "channel", "stage"]
-    assert expected.sort(key).equals(actual.select(expected.columns).sort(key))
+    # Some customer ids disappeared on the way: later events merged them into others.
+    merged_away = set.union(*customer_ids[:-1]) - customer_ids[-1]
+    assert merged_away

@@ -1,14 +1,14 @@
 {{
     config(
         materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='append',
         tags=['intermediate', 'events'],
     )
 }}
 -- Every canonical event once, with its identity node, stage and touchpoint, and the
 -- columns the marts use (the lake keeps the rest: url, properties, source file).
--- Incremental: each night re-reads the landing dates of the lookback window.
+-- Incremental: each night re-reads the landing dates of the lookback window and adds
+-- the events it does not hold yet, stamped with the build's number.
 with web as (
     select * from {{ ref('stg_web__events') }}
 ),
@@ -51,11 +51,17 @@ unioned as (
     select * from reviews
 ),
 
+-- An event re-delivered after the ingestion's dedupe lookback can sit in two landing
+-- dates: the earliest keeps it.
 in_window as (
     select * from unioned
     {% if is_incremental() %}
     where landing_date >= {{ window_start() }}
+        and event_id not in (select event_id from {{ this }})
     {% endif %}
+    qualify row_number() over (
+        partition by event_id order by landing_date, source_file, source_line
+    ) = 1
 ),
 
 -- Rules are matched once per distinct combination of the fields they look at,
@@ -134,6 +140,7 @@ classified as (
         in_window.*,
         classified_signatures.stage,
         coalesce(stages.stage_order, 0) as stage_order,
+        coalesce(stages.funnel = 'post_purchase', false) as is_post_purchase,
         classified_signatures.touchpoint_id,
         coalesce(event_types.initiated_by = 'customer', true) as is_activity,
         coalesce(event_types.is_conversion, false) as is_conversion,
@@ -173,6 +180,7 @@ final as (
         is_conversion,
         stage,
         stage_order,
+        is_post_purchase,
         touchpoint_id,
         order_id,
         platform,
@@ -183,7 +191,8 @@ final as (
         path,
         rating,
         revenue,
-        text
+        text,
+        {{ build_id() }} as build_id
     from classified
 )
 

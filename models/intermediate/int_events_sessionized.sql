@@ -1,13 +1,13 @@
 {{
     config(
         materialized='incremental',
-        unique_key='customer_id',
+        unique_key='event_id',
         incremental_strategy='delete+insert',
         pre_hook="{{ delete_merged_customers() }}",
         tags=['intermediate', 'events'],
     )
 }}
--- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
+-- depends_on: {{ ref('int_customers_changed') }} {{ ref('int_identity__customers') }}
 -- Each event with its customer, session and journey.
 --
 -- Sessions and journeys are made of customer activity (event_types.initiated_by =
@@ -18,6 +18,15 @@
 -- Company-initiated events (email sends, deliveries, bounces) have no session; they
 -- belong to the journey of the customer's latest activity if that is less than the
 -- journey gap before them.
+--
+-- A journey moves through the stages with its activity, but reaches the
+-- post-purchase stages (experience, loyalty) only after a conversion in the same
+-- journey: a review or a loyalty email opened in a journey without an order does
+-- not make it a post-purchase journey.
+--
+-- Incremental: customers whose activity or identity changed since the last
+-- successful build are rebuilt whole; new company events of other customers are
+-- added on their own.
 with events as (
     select * from {{ ref('int_events') }}
 ),
@@ -26,18 +35,32 @@ identities as (
     select * from {{ ref('int_identity__customers') }}
 ),
 
+{% if is_incremental() %}
+changed_customers as (
+    select * from {{ ref('int_customers_changed') }}
+),
+{% endif %}
+
 customer_events as (
     select
         identities.customer_id,
         events.event_id,
         events.occurred_at,
         events.is_activity,
+        events.is_conversion,
+        events.is_post_purchase,
         events.stage_order,
-        events.landing_date
+        events.landing_date,
+        {% if is_incremental() %}
+        identities.customer_id in (select customer_id from changed_customers) as is_rebuilt
+        {% else %}
+        true as is_rebuilt
+        {% endif %}
     from events
     inner join identities on events.identity_node = identities.node
     {% if is_incremental() %}
-    where identities.customer_id in ({{ affected_customers() }})
+    where identities.customer_id in (select customer_id from changed_customers)
+        or (events.build_id > {{ last_success_build_id() }} and not events.is_activity)
     {% endif %}
 ),
 
@@ -48,7 +71,7 @@ activity as (
         *,
         lag(occurred_at) over customer_timeline as previous_at
     from customer_events
-    where is_activity
+    where is_activity and is_rebuilt
     window customer_timeline as (partition by customer_id order by occurred_at, event_id)
 ),
 
@@ -64,7 +87,11 @@ blocks as (
     select
         *,
         max(case when starts_block then occurred_at end) over customer_so_far as block_started_at,
-        count(*) filter (where starts_journey) over customer_so_far as journey_number
+        count(*) filter (where starts_journey) over customer_so_far as journey_number,
+        max(case when starts_journey then occurred_at end) over customer_so_far
+            as journey_started_at,
+        max(case when is_conversion then occurred_at end) over customer_so_far
+            as last_conversion_at
     from breaks
     window customer_so_far as (
         partition by customer_id order by occurred_at, event_id
@@ -81,7 +108,12 @@ pieces as (
             epoch(occurred_at - block_started_at) / {{ session_cap_seconds() }}
         ) <> floor(
             epoch(previous_at - block_started_at) / {{ session_cap_seconds() }}
-        ) as starts_session
+        ) as starts_session,
+        case
+            when not is_post_purchase or last_conversion_at >= journey_started_at
+                then stage_order
+            else 0
+        end as progress_stage_order
     from blocks
 ),
 
@@ -92,6 +124,7 @@ numbered as (
         occurred_at,
         is_activity,
         landing_date,
+        progress_stage_order,
         count(*) filter (where starts_session) over customer_so_far as session_number,
         journey_number,
         last_value(case when starts_session then event_id end ignore nulls)
@@ -101,7 +134,7 @@ numbered as (
         -- The furthest stage so far within the journey: journey numbers only grow,
         -- so a running maximum of (journey, stage) over the customer's timeline
         -- resets at each new journey.
-        max(journey_number * 100 + stage_order) over customer_so_far
+        max(journey_number * 100 + progress_stage_order) over customer_so_far
             - journey_number * 100 as journey_stage_order_so_far
     from pieces
     window customer_so_far as (
@@ -121,6 +154,7 @@ activity_ids as (
         journey_number,
         {{ short_id('ses', "customer_id || ':' || session_first_event_id") }} as session_id,
         {{ short_id('jny', "customer_id || ':' || journey_first_event_id") }} as journey_id,
+        progress_stage_order,
         journey_stage_order_so_far
     from numbered
 ),
@@ -128,6 +162,22 @@ activity_ids as (
 company_events as (
     select * from customer_events
     where not is_activity
+),
+
+-- The activity company events are placed against: rebuilt customers' activity from
+-- above, and, on an incremental night, the stored activity of customers who only
+-- received company events.
+known_activity as (
+    select customer_id, occurred_at, journey_number, journey_id from activity_ids
+    {% if is_incremental() %}
+    union all
+    select customer_id, occurred_at, journey_number, journey_id
+    from {{ this }}
+    where is_activity
+        and customer_id in (
+            select customer_id from company_events where not is_rebuilt
+        )
+    {% endif %}
 ),
 
 company_in_journeys as (
@@ -147,17 +197,18 @@ company_in_journeys as (
             when company_events.occurred_at - latest.occurred_at <= {{ journey_gap() }}
                 then latest.journey_id
         end as journey_id,
+        null::integer as progress_stage_order,
         null::bigint as journey_stage_order_so_far
     from company_events
-    asof left join activity_ids as latest
+    asof left join known_activity as latest
         on company_events.customer_id = latest.customer_id
         and company_events.occurred_at >= latest.occurred_at
 ),
 
 final as (
-    select * from activity_ids
+    select *, {{ build_id() }} as build_id from activity_ids
     union all
-    select * from company_in_journeys
+    select *, {{ build_id() }} as build_id from company_in_journeys
 )
 
 select * from final

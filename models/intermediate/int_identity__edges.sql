@@ -8,11 +8,12 @@
 }}
 -- Edges of the identity graph: two identifiers seen together in one event or one crm
 -- row. A node seen alone gets an edge to itself so it still becomes a customer.
--- One row per unordered pair, with the first landing date it was seen on.
+-- One row per unordered pair, with the first landing date it was seen on and the
+-- build that added it.
 with events as (
     select * from {{ ref('int_events') }}
     {% if is_incremental() %}
-    where landing_date >= {{ window_start() }}
+    where build_id > {{ last_success_build_id() }}
     {% endif %}
 ),
 
@@ -55,7 +56,7 @@ pairs as (
 ),
 
 first_seen as (
-    select node_a, node_b, min(landing_date) as first_landing_date
+    select node_a, node_b, min(landing_date) as first_landing_date, {{ build_id() }} as build_id
     from pairs
     group by node_a, node_b
 ),

@@ -53,6 +53,7 @@ final as (
         entered_at,
         next_stage_entered_at,
         epoch(next_stage_entered_at - entered_at) as seconds_to_next_stage,
+        status = 'converted' as is_converted,
         case
             when stage_order = 5 then 'completed'
             when furthest_stage_order > stage_order then 'advanced'

@@ -7,13 +7,13 @@
         tags=['intermediate', 'journeys'],
     )
 }}
--- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
+-- depends_on: {{ ref('int_customers_changed') }} {{ ref('int_identity__customers') }}
 -- One row per journey, stage and touchpoint the journey's activity touched.
 with journey_events as (
     select * from {{ ref('fct_journey_events') }}
     where journey_id is not null and is_activity
     {% if is_incremental() %}
-        and customer_id in ({{ affected_customers() }})
+        and customer_id in (select customer_id from {{ ref('int_customers_changed') }})
     {% endif %}
 ),
 

@@ -7,14 +7,16 @@
         tags=['intermediate', 'journeys'],
     )
 }}
--- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
--- One row per journey: what its activity reached and when. Status depends on the run
+-- depends_on: {{ ref('int_customers_changed') }} {{ ref('int_identity__customers') }}
+-- One row per journey: what its activity reached and when (the furthest stage is the
+-- journey's stage so far at its last event: post-purchase stages count only after a
+-- conversion in the journey). Status depends on the run
 -- date and is decided in fct_journeys, so this model only changes when events do.
 with journey_events as (
     select * from {{ ref('fct_journey_events') }}
     where journey_id is not null
     {% if is_incremental() %}
-        and customer_id in ({{ affected_customers() }})
+        and customer_id in (select customer_id from {{ ref('int_customers_changed') }})
     {% endif %}
 ),
 
@@ -27,7 +29,6 @@ journeys as (
         max(occurred_at) filter (where is_activity) as last_activity_at,
         count(distinct session_id) as session_count,
         count(*) filter (where is_activity) as activity_event_count,
-        count(*) filter (where not is_activity) as company_event_count,
         arg_min(touchpoint_id, (occurred_at, event_id)) filter (where is_activity)
             as first_touchpoint_id,
         arg_min(channel, (occurred_at, event_id)) filter (where is_activity)
@@ -36,12 +37,12 @@ journeys as (
             as last_touchpoint_id,
         arg_max(stage_order, (occurred_at, event_id)) filter (where is_activity)
             as last_touch_stage_order,
-        coalesce(max(stage_order) filter (where is_activity), 0) as furthest_stage_order,
+        coalesce(max(journey_stage_order_so_far), 0) as furthest_stage_order,
         min(occurred_at) filter (where is_activity and is_conversion) as converted_at,
         -- A stage is entered when the journey first reaches it or a later stage, so a
         -- skipped stage is entered and left at the same moment.
         {% for stage_order in range(1, 6) %}
-        min(occurred_at) filter (where is_activity and stage_order >= {{ stage_order }})
+        min(occurred_at) filter (where is_activity and journey_stage_order_so_far >= {{ stage_order }})
             as stage_{{ stage_order }}_entered_at,
         {% endfor %}
         count(*) filter (where event_type = 'order_completed') as orders,

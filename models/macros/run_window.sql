@@ -27,3 +27,15 @@
 {% macro journey_gap() -%}
     interval '{{ var("journey_gap_days") | int }} days'
 {%- endmacro %}
+
+{#- Every build has a number, one more than the last build that succeeded (`cjm
+    build` keeps it). Rows an incremental model inserts carry the build's number, so
+    the next models can tell what this build (or a failed build since the last
+    success) added. -#}
+{% macro build_id() -%}
+    {{ var("build_id") | int }}
+{%- endmacro %}
+
+{% macro last_success_build_id() -%}
+    {{ var("last_success_build_id") | int }}
+{%- endmacro %}

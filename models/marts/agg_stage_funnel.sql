@@ -18,6 +18,7 @@ funnel as (
         count(*) filter (where outcome = 'dropped') as journeys_dropped,
         count(*) filter (where outcome = 'in_progress') as journeys_in_progress,
         count(*) filter (where outcome = 'completed') as journeys_completed,
+        count(*) filter (where is_converted) as journeys_converted,
         quantile_cont(seconds_to_next_stage, 0.5) / 3600.0 as median_hours_to_next_stage,
         quantile_cont(seconds_to_next_stage, 0.9) / 3600.0 as p90_hours_to_next_stage
     from journey_stages
@@ -36,6 +37,7 @@ final as (
         journeys_dropped,
         journeys_in_progress,
         journeys_completed,
+        journeys_converted,
         journeys_dropped / nullif(journeys_advanced + journeys_dropped, 0) as drop_off_rate,
         journeys_advanced / nullif(journeys_entered, 0) as advance_rate,
         median_hours_to_next_stage,

@@ -1,17 +1,18 @@
 {{
     config(
         materialized='incremental',
-        unique_key='customer_id',
+        unique_key='event_id',
         incremental_strategy='delete+insert',
         pre_hook="{{ delete_merged_customers() }}",
         tags=['marts', 'events'],
     )
 }}
--- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
+-- depends_on: {{ ref('int_identity__customers') }}
 with sessionized as (
     select * from {{ ref('int_events_sessionized') }}
     {% if is_incremental() %}
-    where customer_id in ({{ affected_customers() }})
+    -- the rows this build rewrote
+    where build_id = {{ build_id() }}
     {% endif %}
 ),
 

@@ -48,7 +48,6 @@ final as (
         statused.last_touchpoint_id,
         statused.session_count,
         statused.activity_event_count,
-        statused.company_event_count,
         statused.stage_1_entered_at as discovery_entered_at,
         statused.stage_2_entered_at as consideration_entered_at,
         statused.stage_3_entered_at as purchase_entered_at,

@@ -7,12 +7,12 @@
         tags=['marts', 'sessions'],
     )
 }}
--- depends_on: {{ ref('int_events') }} {{ ref('int_identity__edges') }} {{ ref('int_identity__customers') }}
+-- depends_on: {{ ref('int_customers_changed') }} {{ ref('int_identity__customers') }}
 with journey_events as (
     select * from {{ ref('fct_journey_events') }}
     where session_id is not null
     {% if is_incremental() %}
-        and customer_id in ({{ affected_customers() }})
+        and customer_id in (select customer_id from {{ ref('int_customers_changed') }})
     {% endif %}
 ),
 
