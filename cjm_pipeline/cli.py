@@ -104,9 +104,7 @@ def _build_and_report(
 
     began = time.perf_counter()
     try:
-        result = build(
-            settings, run_date, full_refresh, select, progress=typer.echo, since=since
-        )
+        result = build(settings, run_date, full_refresh, select, progress=typer.echo, since=since)
     except (BuildError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"dbt logs: {settings.build_path.parent / 'dbt' / 'logs'}", err=True)
