@@ -97,7 +97,7 @@ def floor_query(database: str, result: str) -> None:
     """Child process: time the floor query on a copy of the build database."""
     import duckdb
 
-    with duckdb.connect(database, config={"memory_limit": "4GB", "threads": 2}) as con:
+    with duckdb.connect(database, config={"memory_limit": "3GB", "threads": 2}) as con:
         began = time.perf_counter()
         con.execute(FLOOR_SQL)
         Path(result).write_text(str(time.perf_counter() - began))

@@ -52,7 +52,10 @@ class Settings(BaseSettings):
         3, description="Landing dates an incremental build re-reads for late events."
     )
     funnel_period: str = Field("week", description="Grain of funnel periods: day, week, month.")
-    duckdb_memory_limit: str = Field("4GB", description="DuckDB memory_limit for builds.")
+    duckdb_memory_limit: str = Field(
+        "3GB",
+        description="DuckDB memory_limit for builds (the build tree peaks about 1 GiB above it).",
+    )
     duckdb_threads: int = Field(2, description="DuckDB threads for builds.")
 
     @cached_property
