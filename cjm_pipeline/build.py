@@ -136,9 +136,14 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
     }
 
 
+def dbt_work_dir(settings: Settings) -> Path:
+    """dbt's target/ and logs/ for builds of this database."""
+    return settings.build_path.parent / "dbt"
+
+
 def dbt_environment(settings: Settings) -> dict[str, str]:
     """Environment the dbt project reads (profiles.yml, the lake sources)."""
-    work = settings.build_path.parent / "dbt"
+    work = dbt_work_dir(settings)
     return {
         "CJM_LAKE_DIR": str(settings.lake_dir),
         "CJM_BUILD_PATH": str(settings.build_path),

@@ -20,6 +20,9 @@ app = typer.Typer(
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Root of landing/ and lake/ (env CJM_DATA_DIR).")
 ]
+OneDate = Annotated[str | None, typer.Option("--date", help="One landing date.")]
+Start = Annotated[str | None, typer.Option(help="First landing date of a range.")]
+End = Annotated[str | None, typer.Option(help="Last landing date of a range.")]
 
 
 def _date_range(day: date | None, start: date | None, end: date | None) -> list[date]:
@@ -67,9 +70,9 @@ def generate(
 
 @app.command()
 def ingest(
-    date_: Annotated[str | None, typer.Option("--date", help="One landing date.")] = None,
-    start: Annotated[str | None, typer.Option(help="First landing date of a range.")] = None,
-    end: Annotated[str | None, typer.Option(help="Last landing date of a range.")] = None,
+    date_: OneDate = None,
+    start: Start = None,
+    end: End = None,
     source: Annotated[
         list[str] | None, typer.Option(help="Only these sources (repeatable).")
     ] = None,
@@ -79,8 +82,7 @@ def ingest(
     ] = 0,
 ) -> None:
     """Parse landing files into the canonical lake, quarantine and manifests."""
-    from cjm_pipeline.ingest import ALL_SOURCES, summary
-    from cjm_pipeline.ingest import ingest as run
+    from cjm_pipeline.ingest import ALL_SOURCES
 
     settings = get_settings(data_dir=data_dir)
     sources = source or list(ALL_SOURCES)
@@ -88,10 +90,15 @@ def ingest(
     if unknown:
         raise typer.BadParameter(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
+    _ingest_and_report(settings, dates, sources, workers or settings.ingest_workers)
+
+
+def _ingest_and_report(settings, dates: list[date], sources: list[str], workers: int) -> None:
+    from cjm_pipeline.ingest import ingest as run_ingest
+    from cjm_pipeline.ingest import summary
+
     began = time.perf_counter()
-    manifests = run(
-        settings, dates, sources, progress=typer.echo, workers=workers or settings.ingest_workers
-    )
+    manifests = run_ingest(settings, dates, sources, progress=typer.echo, workers=workers)
     typer.echo("")
     typer.echo(summary(manifests))
     typer.echo(f"lake: {settings.lake_dir}  ({time.perf_counter() - began:.1f} s)")
@@ -100,14 +107,14 @@ def ingest(
 def _build_and_report(
     settings, run_date: date, full_refresh: bool, select: str | None, since: date | None = None
 ) -> None:
-    from cjm_pipeline.build import BuildError, build, summary
+    from cjm_pipeline.build import BuildError, build, dbt_work_dir, summary
 
     began = time.perf_counter()
     try:
         result = build(settings, run_date, full_refresh, select, progress=typer.echo, since=since)
     except (BuildError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        typer.echo(f"dbt logs: {settings.build_path.parent / 'dbt' / 'logs'}", err=True)
+        typer.echo(f"dbt logs: {dbt_work_dir(settings) / 'logs'}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"built {len(result.statuses)} nodes in {time.perf_counter() - began:.1f} s")
     typer.echo("")
@@ -134,23 +141,18 @@ def build_command(
 
 @app.command()
 def run(
-    date_: Annotated[str | None, typer.Option("--date", help="One landing date.")] = None,
-    start: Annotated[str | None, typer.Option(help="First landing date of a range.")] = None,
-    end: Annotated[str | None, typer.Option(help="Last landing date of a range.")] = None,
+    date_: OneDate = None,
+    start: Start = None,
+    end: End = None,
     full_refresh: FullRefresh = False,
     data_dir: DataDir = None,
 ) -> None:
     """The main job: ingest the dates, then build the journey models as of the last one."""
-    from cjm_pipeline.ingest import ALL_SOURCES, summary
-    from cjm_pipeline.ingest import ingest as run_ingest
+    from cjm_pipeline.ingest import ALL_SOURCES
 
     settings = get_settings(data_dir=data_dir)
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
-    manifests = run_ingest(
-        settings, dates, list(ALL_SOURCES), progress=typer.echo, workers=settings.ingest_workers
-    )
-    typer.echo("")
-    typer.echo(summary(manifests))
+    _ingest_and_report(settings, dates, list(ALL_SOURCES), settings.ingest_workers)
     typer.echo("")
     _build_and_report(settings, dates[-1], full_refresh, None, since=dates[0])
 

@@ -2,9 +2,40 @@
 -- The customers an incremental build rebuilds whole: those with new activity since
 -- the last successful build, and those whose identity graph gained an edge (a crm
 -- row can merge two customers without any new event). Computed once per build and
--- read by every customer-grain incremental model.
-with changed as (
-    {{ activity_customers() }}
+-- read by every customer-grain incremental model; everything about such a customer
+-- is recomputed from all of their events, so a late event lands in the right session
+-- and journey. New company events (sends, deliveries) of other customers only add
+-- their own rows.
+with events as (
+    select * from {{ ref('int_events') }}
+),
+
+edges as (
+    select * from {{ ref('int_identity__edges') }}
+),
+
+identities as (
+    select * from {{ ref('int_identity__customers') }}
+),
+
+new_activity as (
+    select identities.customer_id
+    from events
+    inner join identities on events.identity_node = identities.node
+    where events.build_id > {{ last_success_build_id() }} and events.is_activity
+),
+
+new_edges as (
+    select identities.customer_id
+    from edges
+    inner join identities on edges.node_a = identities.node
+    where edges.build_id > {{ last_success_build_id() }}
+),
+
+final as (
+    select customer_id from new_activity
+    union
+    select customer_id from new_edges
 )
 
-select distinct customer_id from changed
+select * from final

@@ -67,72 +67,35 @@ in_window as (
 -- Rules are matched once per distinct combination of the fields they look at,
 -- not once per event.
 signatures as (
-    select distinct source, event_type, utm_medium, campaign, path, referrer
-    from in_window
+    select
+        row_number() over () as signature_id,
+        *
+    from (select distinct source, event_type, utm_medium, campaign, path, referrer from in_window)
 ),
 
 signature_stages as (
-    select
-        signatures.*,
-        stage_rules.stage
-    from signatures
-    inner join stage_rules
-        on signatures.source = stage_rules.source
-        and {{ rule_matches('stage_rules.event_type', 'signatures.event_type') }}
-        and {{ rule_matches('stage_rules.utm_medium', 'signatures.utm_medium') }}
-        and {{ rule_matches('stage_rules.campaign', 'signatures.campaign') }}
-        and {{ rule_matches('stage_rules.path', 'signatures.path') }}
-    qualify row_number() over (
-        partition by signatures.source, signatures.event_type, signatures.utm_medium,
-            signatures.campaign, signatures.path, signatures.referrer
-        order by stage_rules.priority, stage_rules.rule_id
-    ) = 1
+    {{ first_matching_rule(
+        'stage_rules', 'stage',
+        ['event_type', 'utm_medium', 'campaign', 'path']
+    ) }}
 ),
 
 signature_touchpoints as (
-    select
-        signatures.*,
-        touchpoint_rules.touchpoint_id
-    from signatures
-    inner join touchpoint_rules
-        on signatures.source = touchpoint_rules.source
-        and {{ rule_matches('touchpoint_rules.event_type', 'signatures.event_type') }}
-        and {{ rule_matches('touchpoint_rules.utm_medium', 'signatures.utm_medium') }}
-        and {{ rule_matches('touchpoint_rules.campaign', 'signatures.campaign') }}
-        and {{ rule_matches('touchpoint_rules.path', 'signatures.path') }}
-        and {{ rule_matches('touchpoint_rules.referrer', 'signatures.referrer') }}
-    qualify row_number() over (
-        partition by signatures.source, signatures.event_type, signatures.utm_medium,
-            signatures.campaign, signatures.path, signatures.referrer
-        order by touchpoint_rules.priority, touchpoint_rules.rule_id
-    ) = 1
+    {{ first_matching_rule(
+        'touchpoint_rules', 'touchpoint_id',
+        ['event_type', 'utm_medium', 'campaign', 'path', 'referrer']
+    ) }}
 ),
 
 classified_signatures as (
     select
-        signatures.source,
-        signatures.event_type,
-        signatures.utm_medium,
-        signatures.campaign,
-        signatures.path,
-        signatures.referrer,
+        signatures.*,
         coalesce(signature_stages.stage, 'unclassified') as stage,
         coalesce(signature_touchpoints.touchpoint_id, 'unclassified') as touchpoint_id
     from signatures
-    left join signature_stages
-        on signatures.source = signature_stages.source
-        and signatures.event_type is not distinct from signature_stages.event_type
-        and signatures.utm_medium is not distinct from signature_stages.utm_medium
-        and signatures.campaign is not distinct from signature_stages.campaign
-        and signatures.path is not distinct from signature_stages.path
-        and signatures.referrer is not distinct from signature_stages.referrer
+    left join signature_stages on signatures.signature_id = signature_stages.signature_id
     left join signature_touchpoints
-        on signatures.source = signature_touchpoints.source
-        and signatures.event_type is not distinct from signature_touchpoints.event_type
-        and signatures.utm_medium is not distinct from signature_touchpoints.utm_medium
-        and signatures.campaign is not distinct from signature_touchpoints.campaign
-        and signatures.path is not distinct from signature_touchpoints.path
-        and signatures.referrer is not distinct from signature_touchpoints.referrer
+        on signatures.signature_id = signature_touchpoints.signature_id
 ),
 
 classified as (

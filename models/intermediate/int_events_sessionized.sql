@@ -52,14 +52,15 @@ customer_events as (
         events.stage_order,
         events.landing_date,
         {% if is_incremental() %}
-        identities.customer_id in (select customer_id from changed_customers) as is_rebuilt
+        changed_customers.customer_id is not null as is_rebuilt
         {% else %}
         true as is_rebuilt
         {% endif %}
     from events
     inner join identities on events.identity_node = identities.node
     {% if is_incremental() %}
-    where identities.customer_id in (select customer_id from changed_customers)
+    left join changed_customers on identities.customer_id = changed_customers.customer_id
+    where changed_customers.customer_id is not null
         or (events.build_id > {{ last_success_build_id() }} and not events.is_activity)
     {% endif %}
 ),
@@ -117,20 +118,21 @@ pieces as (
     from blocks
 ),
 
-numbered as (
+{#- the first event of the current session and journey, carried along the timeline -#}
+{%- set session_first_event = "last_value(case when starts_session then event_id end ignore nulls) over customer_so_far" %}
+{%- set journey_first_event = "last_value(case when starts_journey then event_id end ignore nulls) over customer_so_far" %}
+activity_ids as (
     select
         customer_id,
         event_id,
         occurred_at,
         is_activity,
         landing_date,
-        progress_stage_order,
         count(*) filter (where starts_session) over customer_so_far as session_number,
         journey_number,
-        last_value(case when starts_session then event_id end ignore nulls)
-            over customer_so_far as session_first_event_id,
-        last_value(case when starts_journey then event_id end ignore nulls)
-            over customer_so_far as journey_first_event_id,
+        {{ short_id('ses', "customer_id || ':' || " ~ session_first_event) }} as session_id,
+        {{ short_id('jny', "customer_id || ':' || " ~ journey_first_event) }} as journey_id,
+        progress_stage_order,
         -- The furthest stage so far within the journey: journey numbers only grow,
         -- so a running maximum of (journey, stage) over the customer's timeline
         -- resets at each new journey.
@@ -141,22 +143,6 @@ numbered as (
         partition by customer_id order by occurred_at, event_id
         rows between unbounded preceding and current row
     )
-),
-
-activity_ids as (
-    select
-        customer_id,
-        event_id,
-        occurred_at,
-        is_activity,
-        landing_date,
-        session_number,
-        journey_number,
-        {{ short_id('ses', "customer_id || ':' || session_first_event_id") }} as session_id,
-        {{ short_id('jny', "customer_id || ':' || journey_first_event_id") }} as journey_id,
-        progress_stage_order,
-        journey_stage_order_so_far
-    from numbered
 ),
 
 company_events as (
