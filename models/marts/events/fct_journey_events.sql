@@ -55,7 +55,8 @@ joined as (
         -- The furthest stage the journey's activity has reached up to and
         -- including this event (null for company events).
         sessionized.journey_stage_order_so_far,
-        sessionized.landing_date
+        sessionized.landing_date,
+        sessionized.build_id
     from sessionized
     inner join events on sessionized.event_id = events.event_id
     left join touchpoints on events.touchpoint_id = touchpoints.touchpoint_id
