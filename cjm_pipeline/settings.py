@@ -57,6 +57,39 @@ class Settings(BaseSettings):
         description="DuckDB memory_limit for builds (the build tree peaks about 1 GiB above it).",
     )
     duckdb_threads: int = Field(2, description="DuckDB threads for builds.")
+    keep_snapshots: int = Field(
+        3, description="Published snapshots kept for `cjm rollback` (the served one included)."
+    )
+    max_quarantine_share: float = Field(
+        0.02, description="Largest share of a day's records of one source that may be quarantined."
+    )
+    row_count_band: float = Field(
+        0.5,
+        description="A mart's row count may fall at most this share below the served night's.",
+    )
+
+    @cached_property
+    def warehouse_dir(self) -> Path:
+        return self.warehouse_path.parent
+
+    @cached_property
+    def snapshots_dir(self) -> Path:
+        """Published databases, newest last; the served file is a link to one of them."""
+        return self.warehouse_dir / "snapshots"
+
+    @cached_property
+    def parquet_dir(self) -> Path:
+        """The served marts as Parquet files: ``<parquet_dir>/current/<mart>.parquet``."""
+        return self.warehouse_dir / "parquet"
+
+    @cached_property
+    def validations_dir(self) -> Path:
+        """Great Expectations results per run (JSON) and the Data Docs site."""
+        return self.warehouse_dir / "validations"
+
+    @cached_property
+    def data_docs_dir(self) -> Path:
+        return self.validations_dir / "data_docs"
 
     @cached_property
     def landing_dir(self) -> Path:
