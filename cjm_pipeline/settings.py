@@ -6,7 +6,6 @@ Every field can be overridden by an environment variable named ``CJM_<FIELD>``
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
@@ -68,38 +67,38 @@ class Settings(BaseSettings):
         description="A mart's row count may fall at most this share below the served night's.",
     )
 
-    @cached_property
+    @property
     def warehouse_dir(self) -> Path:
         return self.warehouse_path.parent
 
-    @cached_property
+    @property
     def snapshots_dir(self) -> Path:
         """Published databases, newest last; the served file is a link to one of them."""
         return self.warehouse_dir / "snapshots"
 
-    @cached_property
+    @property
     def parquet_dir(self) -> Path:
         """The served marts as Parquet files: ``<parquet_dir>/current/<mart>.parquet``."""
         return self.warehouse_dir / "parquet"
 
-    @cached_property
+    @property
     def validations_dir(self) -> Path:
         """Great Expectations results per run (JSON) and the Data Docs site."""
         return self.warehouse_dir / "validations"
 
-    @cached_property
+    @property
     def data_docs_dir(self) -> Path:
         return self.validations_dir / "data_docs"
 
-    @cached_property
+    @property
     def landing_dir(self) -> Path:
         return self.data_dir / "landing"
 
-    @cached_property
+    @property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"
 
-    @cached_property
+    @property
     def truth_dir(self) -> Path:
         return self.data_dir / "truth"
 

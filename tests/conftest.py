@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
+from cjm_pipeline.build import build
 from cjm_pipeline.generate import generate
 from cjm_pipeline.ingest import ingest
 from cjm_pipeline.settings import Settings
@@ -61,3 +63,42 @@ def lake_events(settings: Settings, source: str | None = None) -> pl.DataFrame:
 def lake_quarantine(settings: Settings, source: str) -> pl.DataFrame:
     files = list((settings.lake_dir / "quarantine" / f"source={source}").glob("*/*.parquet"))
     return pl.read_parquet(files, hive_partitioning=False) if files else pl.DataFrame()
+
+
+RUN_DATE = SAMPLE_START + timedelta(days=SAMPLE_DAYS - 1)
+MARTS = [
+    "fct_journey_events",
+    "fct_sessions",
+    "fct_journeys",
+    "dim_customers",
+    "dim_touchpoints",
+    "dim_stages",
+    "agg_stage_funnel",
+    "agg_touchpoint_dropoff",
+]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+JOURNEY_GAP_DAYS = 3  # short enough that journeys end and drop within the 12-day sample
+
+
+@pytest.fixture(scope="session")
+def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The sample lake built into its own database, full refresh, as of its last day."""
+    settings = sample.model_copy(
+        update={
+            "build_path": tmp_path_factory.mktemp("build") / "cjm.duckdb",
+            "warehouse_path": tmp_path_factory.mktemp("warehouse") / "cjm.duckdb",
+            "journey_gap_days": JOURNEY_GAP_DAYS,
+        }
+    )
+    build(settings, RUN_DATE, progress=quiet)
+    return settings
+
+
+def query(settings: Settings, sql: str) -> pl.DataFrame:
+    with duckdb.connect(str(settings.build_path), read_only=True) as con:
+        return con.sql(sql).pl()

@@ -15,9 +15,8 @@ import pytest
 from cjm_pipeline.build import build, summary
 from cjm_pipeline.ingest import ingest
 from cjm_pipeline.settings import Settings
-from tests.conftest import SAMPLE_DAYS, SAMPLE_START, sample_dates
+from tests.conftest import MARTS, query, quiet, sample_dates
 
-RUN_DATE = SAMPLE_START + timedelta(days=SAMPLE_DAYS - 1)
 COMPANY_EVENTS = [
     "email_processed",
     "email_delivered",
@@ -25,41 +24,6 @@ COMPANY_EVENTS = [
     "email_bounced",
     "email_dropped",
 ]
-MARTS = [
-    "fct_journey_events",
-    "fct_sessions",
-    "fct_journeys",
-    "dim_customers",
-    "dim_touchpoints",
-    "dim_stages",
-    "agg_stage_funnel",
-    "agg_touchpoint_dropoff",
-]
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-JOURNEY_GAP_DAYS = 3  # short enough that journeys end and drop within the 12-day sample
-
-
-@pytest.fixture(scope="session")
-def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The sample lake built into its own database, full refresh, as of its last day."""
-    settings = sample.model_copy(
-        update={
-            "build_path": tmp_path_factory.mktemp("build") / "cjm.duckdb",
-            "journey_gap_days": JOURNEY_GAP_DAYS,
-        }
-    )
-    build(settings, RUN_DATE, progress=quiet)
-    return settings
-
-
-def query(settings: Settings, sql: str) -> pl.DataFrame:
-    with duckdb.connect(str(settings.build_path), read_only=True) as con:
-        return con.sql(sql).pl()
 
 
 @pytest.fixture(scope="session")
