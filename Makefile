@@ -11,7 +11,12 @@ DEMO_START ?= 2026-08-01
 DEMO_DAYS ?= 90
 DEMO_END ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_DAYS) - 1))")
 
-.PHONY: install demo test lint format bench bench-ingest clean
+# Airflow runs from a project-local home with a SQLite metadata database.
+AIRFLOW_HOME ?= $(CURDIR)/.airflow
+AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
+
+.PHONY: install demo test lint format bench bench-ingest airflow airflow-init clean
 
 install: $(STAMP)
 
@@ -45,5 +50,15 @@ bench: $(STAMP)
 bench-ingest: $(STAMP)
 	$(RUN)/python -m benchmarks.bench_ingest
 
+# The metadata database, the one-slot pool the dbt tasks share, and the dbt manifest
+# the DAG renders its dbt tasks from.
+airflow-init: $(STAMP)
+	$(AIRFLOW_ENV) $(RUN)/airflow db migrate
+	$(AIRFLOW_ENV) $(RUN)/airflow pools set cjm_duckdb 1 "DuckDB allows one writer per file"
+	$(RUN)/cjm manifest
+
+airflow: airflow-init
+	$(AIRFLOW_ENV) PATH=$(CURDIR)/$(RUN):$$PATH $(RUN)/airflow standalone
+
 clean:
-	rm -rf data warehouse bench-data .pytest_cache .ruff_cache
+	rm -rf data warehouse bench-data .airflow .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -195,13 +196,15 @@ def build(
     progress: Callable[[str], None] = print,
     tests: bool = True,
     since: date | None = None,
+    record: bool = True,
 ) -> BuildResult:
     """dbt build of every model, seed and test, as of ``run_date``.
 
     ``tests=False`` builds the models and seeds without running the data and unit tests.
     ``since`` is the earliest landing date ingested for this run (a backfill): the
     incremental window reaches back to it. The build state is saved only when every
-    node succeeded, so a failed night is redone by the next one.
+    node succeeded, so a failed night is redone by the next one; ``record=False``
+    leaves that to the caller (see ``record_build``).
     """
     plan = plan_build(settings, run_date, full_refresh, since)
     progress(
@@ -217,9 +220,50 @@ def build(
     if not tests:
         args += ["--exclude", "resource_type:test", "resource_type:unit_test"]
     statuses = run_dbt(settings, args, progress)
-    if select is None:
-        BuildState(plan.build_id, plan.run_date, fingerprint(settings)).save(state_path(settings))
+    if select is None and record:
+        record_build(settings, plan)
     return BuildResult(plan, settings.build_path, statuses)
+
+
+def manifest_path(settings: Settings) -> Path:
+    """dbt's manifest of the project, which the Airflow DAG renders its dbt tasks from."""
+    return dbt_work_dir(settings) / "target" / "manifest.json"
+
+
+def write_manifest(settings: Settings, progress: Callable[[str], None] = print) -> Path:
+    """``dbt parse``: refresh the manifest (every build refreshes it too)."""
+    plan = BuildPlan(date(2099, 12, 31), False, settings.build_lookback_days, "parse")
+    run_dbt(settings, ["parse", "--vars", json.dumps(dbt_vars(settings, plan))], progress)
+    return manifest_path(settings)
+
+
+def record_build(settings: Settings, plan: BuildPlan) -> None:
+    """Mark the build as the last successful one: the next night builds on it.
+
+    The nightly job calls this only after the marts passed their gate, so a build that
+    failed a critical expectation is redone by the next night, like a failed build.
+    """
+    BuildState(plan.build_id, plan.run_date, fingerprint(settings)).save(state_path(settings))
+
+
+def restore_build(settings: Settings, snapshot: Path, build_id: int, run_date: date) -> None:
+    """Make a published snapshot the build database again (after a rollback).
+
+    A snapshot is a whole build database, so the next night builds on the restored
+    night instead of the one rolled back from. The copy replaces the build file in one
+    rename, and the build state follows it.
+    """
+    import duckdb
+
+    target = settings.build_path
+    staging = target.with_name(f".{target.name}.restoring")
+    shutil.copyfile(snapshot, staging)
+    with duckdb.connect(str(staging)) as con:
+        con.execute("drop table if exists cjm_publish")
+        con.execute("checkpoint")
+    target.with_name(target.name + ".wal").unlink(missing_ok=True)
+    os.replace(staging, target)
+    BuildState(build_id, run_date, fingerprint(settings)).save(state_path(settings))
 
 
 def summary(database: Path) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -147,18 +150,98 @@ def run(
     full_refresh: FullRefresh = False,
     data_dir: DataDir = None,
 ) -> None:
-    """The main job: ingest the dates, then build the journey models as of the last one."""
-    from cjm_pipeline.ingest import ALL_SOURCES
+    """The main job: ingest the dates, gate their events, build as of the last one, gate
+    the marts, then publish the served database (and its Parquet copy)."""
+    from cjm_pipeline.build import BuildError, dbt_work_dir, summary
+    from cjm_pipeline.nightly import GateError, run_night
 
     settings = get_settings(data_dir=data_dir)
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
-    _ingest_and_report(settings, dates, list(ALL_SOURCES), settings.ingest_workers)
+    try:
+        night = run_night(settings, dates, full_refresh, progress=typer.echo)
+    except GateError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"served database unchanged: {settings.warehouse_path}", err=True)
+        typer.echo(f"validation results: {settings.validations_dir}", err=True)
+        raise typer.Exit(2) from exc
+    except (BuildError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"dbt logs: {dbt_work_dir(settings) / 'logs'}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo("")
-    _build_and_report(settings, dates[-1], full_refresh, None, since=dates[0])
+    typer.echo(summary(settings.warehouse_path))
+    for warning in night.warnings:
+        typer.echo(f"warning: {warning}")
+    steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in night.seconds.items())
+    typer.echo(f"steps: {steps}")
+    typer.echo(f"served: {settings.warehouse_path} (build {night.build_id}, {night.snapshot})")
+    typer.echo(f"parquet: {settings.parquet_dir / 'current'}")
+    typer.echo(f"data docs: {settings.data_docs_dir / 'index.html'}")
+
+
+@app.command()
+def rollback(data_dir: DataDir = None) -> None:
+    """Serve the snapshot published before the one served now, and build the next
+    night on it (the build database is restored from the same snapshot)."""
+    from cjm_pipeline.build import restore_build
+    from cjm_pipeline.publish import PublishError
+    from cjm_pipeline.publish import rollback as run
+
+    settings = get_settings(data_dir=data_dir)
+    try:
+        snapshot = run(settings, progress=typer.echo)
+    except PublishError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    restore_build(settings, snapshot.path, snapshot.build_id, snapshot.run_date)
+    typer.echo(f"served: {settings.warehouse_path} -> {snapshot.name}")
+    typer.echo(f"build database restored: the next night builds on build {snapshot.build_id}")
+
+
+@app.command()
+def snapshots(data_dir: DataDir = None) -> None:
+    """List the published snapshots, oldest first; * marks the served one."""
+    from cjm_pipeline.publish import snapshots as listing
+
+    settings = get_settings(data_dir=data_dir)
+    found = listing(settings)
+    if not found:
+        typer.echo(f"no snapshots in {settings.snapshots_dir}")
+    for snapshot in found:
+        mark = "*" if snapshot.is_served else " "
+        typer.echo(
+            f"{mark} {snapshot.name}  run date {snapshot.run_date}  build {snapshot.build_id}"
+        )
+
+
+@app.command()
+def manifest(data_dir: DataDir = None) -> None:
+    """Write dbt's manifest, from which the Airflow DAG renders one task per model."""
+    from cjm_pipeline.build import BuildError, write_manifest
+
+    try:
+        path = write_manifest(get_settings(data_dir=data_dir), progress=lambda _: None)
+    except BuildError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"manifest: {path}")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if "duckdb_engine" in sys.modules:
+        # Great Expectations with duckdb-engine leaves duckdb objects that the bindings
+        # list as "leaked" at interpreter exit: a page of harmless noise after every
+        # gate. Nothing here needs exit handlers once the output is flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from types import ModuleType
 
 import polars as pl
 
-from cjm_pipeline.settings import SOURCES, Settings
+from cjm_pipeline.settings import ALL_SOURCES, Settings
 from transforms import crm, email, reviews, social, web
 from transforms.common import AdapterResult, BatchContext, whole_file_rejected
 from transforms.readers import UnreadableFileError
@@ -40,7 +40,7 @@ ADAPTERS: dict[str, ModuleType] = {
     "reviews": reviews,
     "crm": crm,
 }
-ALL_SOURCES: tuple[str, ...] = (*SOURCES, "crm")
+
 EVENTS_FILE = "events.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 CRM_FILE = "customers.parquet"

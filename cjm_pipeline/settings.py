@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCES: tuple[str, ...] = ("web", "email", "social", "reviews")
+# What ingestion reads: the event sources plus the crm export (identity links only).
+ALL_SOURCES: tuple[str, ...] = (*SOURCES, "crm")
 
 
 class Settings(BaseSettings):

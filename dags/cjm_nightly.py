@@ -1,0 +1,150 @@
+"""Nightly customer journeys.
+
+Once a day (cron ``CJM_SCHEDULE``, UTC, default 03:00) the run for the data interval
+that started the day before processes that landing date:
+
+1. ``ingest``: each source's landing files into the canonical lake (one mapped task per
+   source, so a source can be retried on its own);
+2. ``validate_events``: the Great Expectations gate on the day's canonical events;
+3. ``plan_build``: the build number, the incremental window and the dbt vars;
+4. ``dbt``: every seed and model as its own task (Cosmos), each running its data tests;
+   DuckDB allows one writer per file, so these tasks share the one-slot pool
+   ``cjm_duckdb`` and run one at a time;
+5. ``validate_marts``: the gate on the marts of the build database;
+6. ``publish``: the build becomes the served database by an atomic rename, with the
+   marts also written as Parquet; it updates the ``cjm_served_database`` asset, which
+   downstream DAGs can be scheduled on;
+7. ``summary``: counts of the night, in the task log.
+
+A critical expectation fails its task and nothing downstream runs, so BI tools keep
+reading the previous night. Backfill a range with ``airflow backfill create`` (see the
+README); ``max_active_runs=1`` keeps the nights in order. Trigger with
+``{"full_refresh": true}`` to rebuild every model from the whole lake.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import TestBehavior
+
+from cjm_pipeline.build import manifest_path
+from cjm_pipeline.nightly import dbt_task_environment
+from cjm_pipeline.settings import ALL_SOURCES, PROJECT_ROOT, get_settings
+
+SETTINGS = get_settings()
+POOL = "cjm_duckdb"  # one slot: every task that opens the build database for writing
+SERVED = Asset(name="cjm_served_database", uri=SETTINGS.warehouse_path.resolve().as_uri())
+PARQUET = Asset(name="cjm_marts_parquet", uri=(SETTINGS.parquet_dir / "current").resolve().as_uri())
+PLAN = "{{ ti.xcom_pull(task_ids='plan_build') }}"
+
+# Retrying helps where a step meets the outside world (files landing late, a busy disk);
+# it does not where data failed a check: a retry would fail the same way.
+RETRY_IO = {"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True}
+NO_RETRY = {"retries": 0}
+
+
+@dag(
+    dag_id="cjm_nightly",
+    schedule=CronDataIntervalTimetable(os.environ.get("CJM_SCHEDULE", "0 3 * * *"), timezone="UTC"),
+    start_date=pendulum.parse(os.environ.get("CJM_START_DATE", "2026-01-01"), tz="UTC"),
+    catchup=os.environ.get("CJM_CATCHUP", "false").lower() == "true",
+    max_active_runs=1,
+    params={"full_refresh": Param(False, type="boolean", description="Rebuild every model.")},
+    tags=["cjm", "journeys"],
+    doc_md=__doc__,
+)
+def cjm_nightly() -> None:
+    @task(**NO_RETRY)
+    def landing_date(data_interval_start: pendulum.DateTime | None = None) -> str:
+        """The landing date this run processes: the day its data interval starts (UTC)."""
+        return data_interval_start.in_timezone("UTC").date().isoformat()
+
+    @task(**RETRY_IO, map_index_template="{{ task.op_kwargs['source'] }}")
+    def ingest(source: str, day: str) -> dict:
+        from cjm_pipeline.nightly import ingest_source
+
+        return ingest_source(source, day)
+
+    @task(**NO_RETRY)
+    def validate_events(day: str, manifests: list[dict]) -> list[str]:
+        from cjm_pipeline.nightly import gate_events
+
+        return gate_events(day)
+
+    @task(**NO_RETRY)
+    def plan_build(day: str, params: dict | None = None) -> dict:
+        from cjm_pipeline.nightly import plan
+
+        return plan(day, bool(params and params.get("full_refresh")))
+
+    @task(**NO_RETRY, pool=POOL)
+    def validate_marts(plan: dict) -> list[str]:
+        from cjm_pipeline.nightly import gate_marts
+
+        return gate_marts(plan)
+
+    @task(**RETRY_IO, pool=POOL, outlets=[SERVED, PARQUET])
+    def publish(plan: dict) -> str:
+        from cjm_pipeline.nightly import publish_planned
+
+        return publish_planned(plan)
+
+    @task(**NO_RETRY)
+    def summary(snapshot: str, event_warnings: list[str], mart_warnings: list[str]) -> str:
+        from cjm_pipeline.build import summary as build_summary
+
+        lines = [f"published {snapshot}", build_summary(get_settings().warehouse_path)]
+        lines += [f"warning: {w}" for w in [*event_warnings, *mart_warnings]]
+        print("\n".join(lines))
+        return "\n".join(lines)
+
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        # Rendered from dbt's manifest, which `cjm manifest` and every build write
+        # (without it Cosmos falls back to running `dbt ls` while parsing this file).
+        project_config=ProjectConfig(
+            dbt_project_path=PROJECT_ROOT, manifest_path=manifest_path(SETTINGS)
+        ),
+        profile_config=ProfileConfig(
+            profile_name="cjm",
+            target_name="build",
+            profiles_yml_filepath=PROJECT_ROOT / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(dbt_executable_path=Path(sys.executable).with_name("dbt")),
+        # Each model's task runs `dbt build` on it: the model, then its own tests. A test
+        # reading several models (a relationship, a reconciliation) runs as its own task
+        # once all of them are built.
+        render_config=RenderConfig(
+            test_behavior=TestBehavior.BUILD, should_detach_multiple_parents_tests=True
+        ),
+        operator_args={
+            "vars": PLAN.replace("}}", "['vars'] }}"),
+            "full_refresh": PLAN.replace("}}", "['full_refresh'] }}"),
+            "env": dbt_task_environment(),
+            "append_env": True,
+            "install_deps": False,
+            "pool": POOL,
+            "retries": 1,
+            "retry_delay": timedelta(minutes=1),
+        },
+    )
+
+    day = landing_date()
+    manifests = ingest.partial(day=day).expand(source=list(ALL_SOURCES))
+    event_warnings = validate_events(day, manifests)
+    planned = plan_build(day)
+    event_warnings >> planned >> dbt
+    mart_warnings = validate_marts(planned)
+    published = publish(planned)
+    dbt >> mart_warnings >> published
+    summary(published, event_warnings, mart_warnings)
+
+
+cjm_nightly()

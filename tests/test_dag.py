@@ -1,0 +1,180 @@
+"""The nightly Airflow DAG: its task graph (an integrity test that parses every DAG
+file, as the scheduler does) and one real run with `airflow dags test` on generated
+data, in a temporary AIRFLOW_HOME with a SQLite metadata database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from cjm_pipeline.build import write_manifest
+from cjm_pipeline.generate import generate
+from cjm_pipeline.settings import PROJECT_ROOT, Settings
+from tests.conftest import MARTS, quiet
+
+BIN = Path(sys.executable).parent
+DAGS = PROJECT_ROOT / "dags"
+
+# Parses the DAG folder in a fresh interpreter and describes what it found.
+DESCRIBE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+dags = {}
+for dag_id, dag in bag.dags.items():
+    dags[dag_id] = {
+        "schedule": [type(dag.timetable).__name__, str(dag.timetable.expression)],
+        "max_active_runs": dag.max_active_runs,
+        "catchup": dag.catchup,
+        "params": sorted(dag.params.keys()),
+        "tasks": {
+            t.task_id: {
+                "upstream": sorted(t.upstream_task_ids),
+                "pool": t.pool,
+                "retries": t.retries,
+                "mapped": type(t).__name__ == "DecoratedMappedOperator",
+                "outlets": [getattr(o, "name", str(o)) for o in t.outlets],
+            }
+            for t in dag.tasks
+        },
+    }
+heavy = [m for m in ("polars", "duckdb", "great_expectations", "pandas") if m in sys.modules]
+print(json.dumps({"errors": bag.import_errors, "dags": dags, "heavy": heavy}))
+"""
+
+
+def airflow_env(home: Path, settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "CJM_DATA_DIR": str(settings.data_dir),
+        "CJM_SALT": settings.salt,
+        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        "CJM_BUILD_PATH": str(settings.build_path),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def run(command: list[str], env: dict[str, str], timeout: int = 900) -> str:
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {done.returncode}\n{done.stdout[-6000:]}\n"
+            f"{done.stderr[-6000:]}"
+        )
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings]:
+    """A migrated SQLite metadata database, the one-slot pool, a manifest, sample data."""
+    root = tmp_path_factory.mktemp("airflow")
+    settings = Settings(
+        data_dir=root / "data",
+        salt="test-salt",
+        warehouse_path=root / "warehouse" / "cjm.duckdb",
+        build_path=root / "warehouse" / "build" / "cjm.duckdb",
+    )
+    generate(settings.data_dir, customers=150, start=START, days=DAYS, seed=5, progress=quiet)
+    write_manifest(settings, progress=quiet)
+    env = airflow_env(root / "home", settings)
+    run([str(BIN / "airflow"), "db", "migrate"], env)
+    run([str(BIN / "airflow"), "pools", "set", "cjm_duckdb", "1", "one DuckDB writer"], env)
+    return root / "home", settings
+
+
+START = date(2026, 10, 1)
+DAYS = 5
+
+
+def describe(env: dict[str, str]) -> dict:
+    out = run([sys.executable, "-c", DESCRIBE, str(DAGS)], env)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def roots_of(task_id: str, tasks: dict) -> set[str]:
+    """The non-dbt tasks a dbt task ultimately waits for."""
+    found: set[str] = set()
+    for upstream in tasks[task_id]["upstream"]:
+        found |= roots_of(upstream, tasks) if upstream.startswith("dbt.") else {upstream}
+    return found
+
+
+def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
+    home, settings = airflow_home
+    found = describe(airflow_env(home, settings))
+    assert found["errors"] == {}
+    # The scheduler parses DAG files constantly: no heavy import at module level.
+    assert found["heavy"] == []
+    dag = found["dags"]["cjm_nightly"]
+    assert dag["schedule"] == ["CronDataIntervalTimetable", "0 3 * * *"]
+    assert dag["max_active_runs"] == 1
+    assert "full_refresh" in dag["params"]
+    tasks = dag["tasks"]
+
+    assert tasks["ingest"]["mapped"]
+    assert tasks["ingest"]["retries"] > 0
+    assert tasks["validate_events"]["upstream"] == ["ingest", "landing_date"]
+    assert tasks["validate_events"]["retries"] == 0
+    assert "validate_events" in tasks["plan_build"]["upstream"]
+
+    # One task per dbt model and seed, all in the one-slot pool, each after the plan.
+    models = {p.stem for p in (PROJECT_ROOT / "models").rglob("*.sql")}
+    models -= {p.stem for p in (PROJECT_ROOT / "models" / "macros").rglob("*.sql")}
+    seeds = {p.stem for p in (PROJECT_ROOT / "models" / "seeds").glob("*.csv")}
+    dbt_tasks = {t: v for t, v in tasks.items() if t.startswith("dbt.")}
+    rendered = {t.removeprefix("dbt.").rsplit("_", 2)[0] for t in dbt_tasks if "_test" not in t}
+    assert rendered == models | seeds
+    assert all(v["pool"] == "cjm_duckdb" for v in dbt_tasks.values())
+    roots = [t for t, v in dbt_tasks.items() if v["upstream"] == ["plan_build"]]
+    assert roots
+    assert all(roots_of(t, tasks) == {"plan_build"} for t in dbt_tasks)
+    # Tests reading several models run once all of them are built.
+    assert "dbt.assert_every_event_once_in_fct_journey_events_test" in dbt_tasks
+
+    # The marts gate waits for every dbt task that nothing else waits for; publish
+    # waits for the gate and updates the served database's asset.
+    waited_on = {u for v in dbt_tasks.values() for u in v["upstream"]}
+    leaves = set(dbt_tasks) - waited_on
+    assert leaves <= set(tasks["validate_marts"]["upstream"])
+    assert tasks["validate_marts"]["retries"] == 0
+    assert "validate_marts" in tasks["publish"]["upstream"]
+    assert tasks["publish"]["pool"] == "cjm_duckdb"
+    assert "cjm_served_database" in tasks["publish"]["outlets"]
+    assert "publish" in tasks["summary"]["upstream"]
+
+
+def test_one_night_through_airflow(airflow_home) -> None:
+    """The first days through `cjm run`, the last one through `airflow dags test`: the
+    served database then holds the last night, built incrementally by the DAG."""
+    home, settings = airflow_home
+    env = airflow_env(home, settings)
+    last = START + timedelta(days=DAYS - 1)
+    run([str(BIN / "cjm"), "run", "--start", str(START), "--end", str(last - timedelta(1))], env)
+    # The run for the interval starting on the last landing date processes it.
+    logical = f"{last.isoformat()}T03:00:00+00:00"
+    run([str(BIN / "airflow"), "dags", "test", "cjm_nightly", logical], env, timeout=1800)
+
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        build_id, run_date = con.execute("select build_id, run_date from cjm_publish").fetchone()
+        counts = {name: con.execute(f"select count(*) from {name}").fetchone()[0] for name in MARTS}
+    assert (build_id, str(run_date)) == (2, last.isoformat())
+    lake = pl.read_parquet(settings.lake_dir / "events" / "*" / "*" / "*.parquet")
+    assert counts["fct_journey_events"] == lake.height
+    assert all(counts[name] > 0 for name in MARTS)
+    parquet = pl.read_parquet(settings.parquet_dir / "current" / "fct_journeys.parquet")
+    assert parquet.height == counts["fct_journeys"]
+    assert (settings.data_docs_dir / "index.html").exists()

@@ -1,0 +1,152 @@
+"""What BI readers and the next night see when a run is interrupted or publishes
+under them: the main job (`cjm run`) as real processes, killed for real."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from cjm_pipeline.settings import Settings
+from tests.conftest import sample_dates
+
+BIN = Path(sys.executable).parent
+
+# Reads the served database in a loop until the stop file appears; prints one line per
+# read: the build id, or ERROR and why. A read is complete when every mart holds the row
+# count recorded when the snapshot was published.
+READER = """
+import sys, time, pathlib, duckdb
+served, stop = sys.argv[1], pathlib.Path(sys.argv[2])
+while not stop.exists():
+    try:
+        with duckdb.connect(served, read_only=True) as con:
+            build_id, counts = con.execute("select build_id, mart_rows from cjm_publish").fetchone()
+            for table, rows in counts.items():
+                actual = con.execute(f"select count(*) from {table}").fetchone()[0]
+                if actual != rows:
+                    raise AssertionError(f"{table}: {actual} rows, published {rows}")
+        print(build_id, flush=True)
+    except Exception as exc:
+        print("ERROR", type(exc).__name__, str(exc).replace(chr(10), " "), flush=True)
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def night_one(sample: Settings, tmp_path: Path) -> Settings:
+    """A workspace of its own with the sample's landing files and a first night served."""
+    shutil.copytree(sample.landing_dir, tmp_path / "data" / "landing")
+    settings = sample.model_copy(
+        update={
+            "data_dir": tmp_path / "data",
+            "warehouse_path": tmp_path / "warehouse" / "cjm.duckdb",
+            "build_path": tmp_path / "warehouse" / "build" / "cjm.duckdb",
+        }
+    )
+    dates = sample_dates()[:-2]
+    cjm(settings, "run", "--start", str(dates[0]), "--end", str(dates[-1]))
+    return settings
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CJM_DATA_DIR": str(settings.data_dir),
+        "CJM_SALT": settings.salt,
+        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        "CJM_BUILD_PATH": str(settings.build_path),
+    }
+
+
+def cjm(settings: Settings, *args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "cjm"), *args], env=env_of(settings), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def served_build(settings: Settings) -> tuple[int, str]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        build_id, run_date = con.execute("select build_id, run_date from cjm_publish").fetchone()
+    return build_id, str(run_date)
+
+
+def test_readers_see_only_complete_snapshots_while_a_night_publishes(night_one, tmp_path):
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(night_one.warehouse_path), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        last = sample_dates()[-1]
+        cjm(night_one, "run", "--start", str(last - timedelta(days=1)), "--end", str(last))
+        time.sleep(0.5)  # a few reads of the new night
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    lines = out.split()
+    assert "ERROR" not in out, out[:2000]
+    assert {"1", "2"} <= set(lines), out[:2000]
+    # Reads kept running the whole time, and never went back to the old night.
+    assert lines.index("2") > 0 and "1" not in lines[lines.index("2") :]
+
+
+def test_a_run_killed_during_the_build_leaves_the_served_night(night_one):
+    before = sha256(night_one.warehouse_path)
+    last = sample_dates()[-1]
+    run = subprocess.Popen(
+        [str(BIN / "cjm"), "run", "--date", str(last), "--full-refresh"],
+        env=env_of(night_one),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    # Kill the whole process group (cjm and its dbt child) once models are being built.
+    seen = []
+    for line in run.stdout:
+        seen.append(line)
+        if "START sql" in line and "int_events_sessionized" in line:
+            os.killpg(run.pid, signal.SIGKILL)
+            break
+    run.wait(timeout=60)
+    assert run.returncode == -signal.SIGKILL, "".join(seen[-30:])
+
+    assert sha256(night_one.warehouse_path) == before
+    assert served_build(night_one) == (1, str(sample_dates()[-3]))
+    # The next run redoes the night and publishes it.
+    cjm(night_one, "run", "--date", str(last))
+    assert served_build(night_one) == (2, str(last))
+
+
+def test_rollback_serves_the_previous_night_and_the_next_run_builds_on_it(night_one):
+    last = sample_dates()[-1]
+    cjm(night_one, "run", "--date", str(last - timedelta(days=1)))
+    assert served_build(night_one) == (2, str(last - timedelta(days=1)))
+
+    out = cjm(night_one, "rollback")
+    assert "build database restored" in out
+    assert served_build(night_one) == (1, str(sample_dates()[-3]))
+
+    # The next night is incremental on the restored build: it takes number 2 again and
+    # re-reads the landing dates since the restored night.
+    out = cjm(night_one, "run", "--date", str(last))
+    assert "incremental" in out or "window widened" in out
+    assert served_build(night_one) == (2, str(last))
