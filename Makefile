@@ -29,7 +29,7 @@ $(STAMP): $(UV) pyproject.toml uv.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	rm -rf data/landing data/truth data/lake warehouse/build
+	rm -rf data/landing data/truth data/lake warehouse
 	$(RUN)/cjm generate --customers $(DEMO_CUSTOMERS) --start $(DEMO_START) --days $(DEMO_DAYS) --seed 42
 	$(RUN)/cjm run --start $(DEMO_START) --end $(DEMO_END)
 

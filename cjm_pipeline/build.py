@@ -36,6 +36,8 @@ class BuildPlan:
     reason: str
     build_id: int = 1
     last_success_build_id: int = 0
+    # Of the settings, seeds and models at planning time: what the build is made with.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -102,22 +104,24 @@ def plan_build(
     """
     lookback = settings.build_lookback_days
     state = BuildState.load(state_path(settings))
+    current = fingerprint(settings)
     if full_refresh:
         reason = "full refresh requested"
     elif state is None or not settings.build_path.exists():
         reason = "first build"
     elif run_date < state.run_date:
         reason = f"run date {run_date} is before the last build's ({state.run_date})"
-    elif state.fingerprint != fingerprint(settings):
+    elif state.fingerprint != current:
         reason = "settings, seeds or models changed since the last build"
     else:
         reason = ""
     if reason:
-        return BuildPlan(run_date, True, lookback, reason, (state.build_id + 1) if state else 1)
+        build_id = (state.build_id + 1) if state else 1
+        return BuildPlan(run_date, True, lookback, reason, build_id, 0, current)
     oldest = min(state.run_date, since) if since else state.run_date
     widened = max(lookback, (run_date - oldest).days)
     why = "incremental night" if widened == lookback else f"window widened back to {oldest}"
-    return BuildPlan(run_date, False, widened, why, state.build_id + 1, state.build_id)
+    return BuildPlan(run_date, False, widened, why, state.build_id + 1, state.build_id, current)
 
 
 def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
@@ -240,18 +244,22 @@ def write_manifest(settings: Settings, progress: Callable[[str], None] = print) 
 def record_build(settings: Settings, plan: BuildPlan) -> None:
     """Mark the build as the last successful one: the next night builds on it.
 
-    The nightly job calls this only after the marts passed their gate, so a build that
-    failed a critical expectation is redone by the next night, like a failed build.
+    The nightly job calls this only once the build passed the marts gate and was
+    published, so a build that failed a critical expectation, or was not served, is
+    redone by the next night with the same number, like a failed build.
     """
-    BuildState(plan.build_id, plan.run_date, fingerprint(settings)).save(state_path(settings))
+    BuildState(plan.build_id, plan.run_date, plan.fingerprint or fingerprint(settings)).save(
+        state_path(settings)
+    )
 
 
-def restore_build(settings: Settings, snapshot: Path, build_id: int, run_date: date) -> None:
+def restore_build(settings: Settings, snapshot: Path) -> BuildState:
     """Make a published snapshot the build database again (after a rollback).
 
     A snapshot is a whole build database, so the next night builds on the restored
     night instead of the one rolled back from. The copy replaces the build file in one
-    rename, and the build state follows it.
+    rename, and the build state follows it, with the fingerprint the snapshot was built
+    with: if the models changed since, the next night is a full refresh.
     """
     import duckdb
 
@@ -259,11 +267,16 @@ def restore_build(settings: Settings, snapshot: Path, build_id: int, run_date: d
     staging = target.with_name(f".{target.name}.restoring")
     shutil.copyfile(snapshot, staging)
     with duckdb.connect(str(staging)) as con:
-        con.execute("drop table if exists cjm_publish")
+        build_id, run_date, made_with = con.execute(
+            "select build_id, run_date, fingerprint from cjm_publish"
+        ).fetchone()
+        con.execute("drop table cjm_publish")
         con.execute("checkpoint")
     target.with_name(target.name + ".wal").unlink(missing_ok=True)
     os.replace(staging, target)
-    BuildState(build_id, run_date, fingerprint(settings)).save(state_path(settings))
+    state = BuildState(build_id, run_date, made_with or "unknown")
+    state.save(state_path(settings))
+    return state
 
 
 def summary(database: Path) -> str:

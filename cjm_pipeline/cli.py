@@ -125,6 +125,15 @@ def _build_and_report(
     typer.echo(f"database: {result.build_path}")
 
 
+GATE_FAILED = 3  # exit status of a night stopped by a critical expectation
+
+
+def duckdb_errors() -> type[Exception]:
+    import duckdb
+
+    return duckdb.Error
+
+
 FullRefresh = Annotated[
     bool, typer.Option("--full-refresh", help="Rebuild every model from the whole lake.")
 ]
@@ -154,6 +163,7 @@ def run(
     the marts, then publish the served database (and its Parquet copy)."""
     from cjm_pipeline.build import BuildError, dbt_work_dir, summary
     from cjm_pipeline.nightly import GateError, run_night
+    from cjm_pipeline.publish import PublishError
 
     settings = get_settings(data_dir=data_dir)
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
@@ -163,10 +173,14 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"served database unchanged: {settings.warehouse_path}", err=True)
         typer.echo(f"validation results: {settings.validations_dir}", err=True)
-        raise typer.Exit(2) from exc
-    except (BuildError, ValueError) as exc:
+        raise typer.Exit(GATE_FAILED) from exc
+    except BuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"dbt logs: {dbt_work_dir(settings) / 'logs'}", err=True)
+        raise typer.Exit(1) from exc
+    except (PublishError, OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"served database unchanged: {settings.warehouse_path}", err=True)
         raise typer.Exit(1) from exc
     typer.echo("")
     typer.echo(summary(settings.warehouse_path))
@@ -193,9 +207,17 @@ def rollback(data_dir: DataDir = None) -> None:
     except PublishError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    restore_build(settings, snapshot.path, snapshot.build_id, snapshot.run_date)
     typer.echo(f"served: {settings.warehouse_path} -> {snapshot.name}")
-    typer.echo(f"build database restored: the next night builds on build {snapshot.build_id}")
+    try:
+        state = restore_build(settings, snapshot.path)
+    except (OSError, duckdb_errors()) as exc:
+        typer.echo(
+            f"error: the build database could not be restored from {snapshot.path}: {exc}. "
+            "The served night is rolled back; run the next night with --full-refresh",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    typer.echo(f"build database restored: the next night builds on build {state.build_id}")
 
 
 @app.command()

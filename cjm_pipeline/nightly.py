@@ -13,15 +13,17 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from cjm_pipeline.build import (
     BuildPlan,
+    BuildState,
     build,
     dbt_environment,
     dbt_vars,
     plan_build,
     record_build,
+    state_path,
 )
 from cjm_pipeline.settings import SOURCES, Settings, get_settings
 
@@ -61,7 +63,7 @@ def run_night(
     seconds["ingest"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    warnings = check_events(settings, dates, progress)
+    warnings = check_events(settings, gate_dates(settings, dates), progress)
     seconds["validate events"] = time.perf_counter() - began
 
     began = time.perf_counter()
@@ -75,12 +77,24 @@ def run_night(
     seconds["validate marts"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    record_build(settings, result.plan)
     published = publish_build(settings, result.plan, progress)
+    record_build(settings, result.plan)
     seconds["publish"] = time.perf_counter() - began
     return NightResult(
         dates[-1], result.plan.build_id, result.plan.full_refresh, published, seconds, warnings
     )
+
+
+def gate_dates(settings: Settings, dates: list[date]) -> list[date]:
+    """The landing dates the events gate checks: the run's, and every one since the last
+    recorded build, so a date whose events failed the gate keeps failing until fixed
+    (the next night's build would read it again)."""
+    state = BuildState.load(state_path(settings))
+    days = set(dates)
+    if state is not None:
+        gap = (max(dates) - state.run_date).days
+        days |= {state.run_date + timedelta(days=n) for n in range(1, gap + 1)}
+    return sorted(days)
 
 
 def check_events(
@@ -127,7 +141,9 @@ def publish_build(
     """Serve the build: returns the snapshot's path."""
     from cjm_pipeline.publish import publish
 
-    result = publish(settings, plan.run_date, plan.build_id, progress=progress)
+    result = publish(
+        settings, plan.run_date, plan.build_id, progress=progress, fingerprint=plan.fingerprint
+    )
     return str(result.snapshot)
 
 
@@ -142,7 +158,8 @@ def ingest_source(source: str, day: str) -> dict[str, object]:
 
 
 def gate_events(day: str) -> list[str]:
-    return check_events(get_settings(), [date.fromisoformat(day)])
+    settings = get_settings()
+    return check_events(settings, gate_dates(settings, [date.fromisoformat(day)]))
 
 
 def plan(day: str, full_refresh: bool = False) -> dict[str, object]:
@@ -169,8 +186,9 @@ def gate_marts(values: dict[str, object]) -> list[str]:
 def publish_planned(values: dict[str, object]) -> str:
     settings = get_settings()
     build_plan = _plan(values)
+    snapshot = publish_build(settings, build_plan)
     record_build(settings, build_plan)
-    return publish_build(settings, build_plan)
+    return snapshot
 
 
 def dbt_task_environment() -> dict[str, str]:

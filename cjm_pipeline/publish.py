@@ -47,20 +47,10 @@ from pathlib import Path
 
 import duckdb
 
-from cjm_pipeline.settings import Settings
+from cjm_pipeline.settings import MARTS, Settings
 
 # The BI contract: a build without every one of these is not published. Tables added
 # later with one of MART_PREFIXES are counted and exported as well.
-MARTS: tuple[str, ...] = (
-    "fct_journey_events",
-    "fct_sessions",
-    "fct_journeys",
-    "dim_customers",
-    "dim_touchpoints",
-    "dim_stages",
-    "agg_stage_funnel",
-    "agg_touchpoint_dropoff",
-)
 MART_PREFIXES: tuple[str, ...] = ("fct_", "dim_", "agg_")
 PUBLISH_TABLE = "cjm_publish"
 CURRENT = "current"
@@ -104,6 +94,7 @@ class Stamp:
     run_date: date
     build_id: int
     published_at: datetime
+    fingerprint: str = ""  # of the settings, seeds and models the build was made with
 
 
 @dataclass(frozen=True)
@@ -240,7 +231,8 @@ def checkpoint_and_copy(build: Path, dest: Path, config: dict[str, str]) -> None
     except duckdb.Error as exc:
         raise PublishError(
             f"cannot open the build database {build}: {exc}. If a build is still running, "
-            "wait for it; if the file is damaged, rebuild it with `cjm build --full-refresh`"
+            "wait for it; if the file is damaged, rebuild it with "
+            "`cjm build --date <run date> --full-refresh`"
         ) from exc
     try:
         con.execute("checkpoint")
@@ -287,13 +279,14 @@ def stamp_snapshot(
         # A map rather than a column per mart: the table keeps one schema as marts come.
         con.execute(
             f"create table {PUBLISH_TABLE} as select ?::bigint as build_id, ?::date as run_date, "
-            "?::timestamp as published_at, ?::varchar as snapshot, "
+            "?::timestamp as published_at, ?::varchar as snapshot, ?::varchar as fingerprint, "
             "map(?::varchar[], ?::bigint[]) as mart_rows",
             [
                 stamp.build_id,
                 stamp.run_date,
                 stamp.published_at.replace(tzinfo=None),
                 stamp.name,
+                stamp.fingerprint,
                 list(counts),
                 list(counts.values()),
             ],
@@ -377,7 +370,7 @@ def served_info(path: Path) -> dict[str, object]:
             row = cursor.fetchone()
     except duckdb.CatalogException as exc:
         raise PublishError(
-            f"{path} has no {PUBLISH_TABLE} table: it was not written by `cjm publish`"
+            f"{path} has no {PUBLISH_TABLE} table: it was not written by a publish (`cjm run`)"
         ) from exc
     values = dict(zip(names, row, strict=True))
     values["published_at"] = values["published_at"].replace(tzinfo=UTC)
@@ -480,7 +473,11 @@ def prepare_snapshot(
 
 
 def publish(
-    settings: Settings, run_date: date, build_id: int, progress: Callable[[str], None] = print
+    settings: Settings,
+    run_date: date,
+    build_id: int,
+    progress: Callable[[str], None] = print,
+    fingerprint: str = "",
 ) -> PublishResult:
     """Publish the build database as the served one (see the module docstring).
 
@@ -500,7 +497,7 @@ def publish(
     served = settings.warehouse_path
     published_at = datetime.now(UTC)
     name = snapshot_name(published_at, run_date, build_id)
-    stamp = Stamp(name, run_date, build_id, published_at)
+    stamp = Stamp(name, run_date, build_id, published_at, fingerprint)
     snapshot = settings.snapshots_dir / name
     progress(f"publish build {build_id} as of {run_date} from {settings.build_path}")
     with publish_lock(settings):

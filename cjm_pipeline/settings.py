@@ -15,6 +15,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOURCES: tuple[str, ...] = ("web", "email", "social", "reviews")
 # What ingestion reads: the event sources plus the crm export (identity links only).
 ALL_SOURCES: tuple[str, ...] = (*SOURCES, "crm")
+# The BI contract: the marts every build must have, which the gate checks and publish serves.
+MARTS: tuple[str, ...] = (
+    "fct_journey_events",
+    "fct_sessions",
+    "fct_journeys",
+    "dim_customers",
+    "dim_touchpoints",
+    "dim_stages",
+    "agg_stage_funnel",
+    "agg_touchpoint_dropoff",
+)
 
 
 class Settings(BaseSettings):

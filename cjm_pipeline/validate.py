@@ -29,7 +29,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cjm_pipeline.settings import PROJECT_ROOT, SOURCES, Settings
+from cjm_pipeline.settings import MARTS, PROJECT_ROOT, SOURCES, Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,16 +41,6 @@ if TYPE_CHECKING:
 
 SUITES_DIR = PROJECT_ROOT / "expectations"
 EVENT_TYPES_SEED = PROJECT_ROOT / "models" / "seeds" / "event_types.csv"
-MARTS: tuple[str, ...] = (
-    "fct_journey_events",
-    "fct_sessions",
-    "fct_journeys",
-    "dim_customers",
-    "dim_touchpoints",
-    "dim_stages",
-    "agg_stage_funnel",
-    "agg_touchpoint_dropoff",
-)
 # The marts whose size follows the data; the dimensions and aggregates follow the seeds.
 BANDED_MARTS: tuple[str, ...] = (
     "fct_journey_events",

@@ -17,9 +17,10 @@ that started the day before processes that landing date:
 7. ``summary``: counts of the night, in the task log.
 
 A critical expectation fails its task and nothing downstream runs, so BI tools keep
-reading the previous night. Backfill a range with ``airflow backfill create`` (see the
-README); ``max_active_runs=1`` keeps the nights in order. Trigger with
-``{"full_refresh": true}`` to rebuild every model from the whole lake.
+reading the previous night, and the next night's plan waits until it is fixed and the
+night re-run. Backfill a range with ``airflow backfill create`` (see the README);
+``max_active_runs=1`` and the plan's wait on the previous night keep nights in order.
+Trigger with ``{"full_refresh": true}`` to rebuild every model from the whole lake.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import TestBehavior
+from cosmos.constants import InvocationMode, TestBehavior
 
 from cjm_pipeline.build import manifest_path
 from cjm_pipeline.nightly import dbt_task_environment
@@ -62,9 +63,15 @@ NO_RETRY = {"retries": 0}
 )
 def cjm_nightly() -> None:
     @task(**NO_RETRY)
-    def landing_date(data_interval_start: pendulum.DateTime | None = None) -> str:
+    def landing_date(
+        data_interval_start: pendulum.DateTime | None = None,
+        logical_date: pendulum.DateTime | None = None,
+    ) -> str:
         """The landing date this run processes: the day its data interval starts (UTC)."""
-        return data_interval_start.in_timezone("UTC").date().isoformat()
+        start = data_interval_start or logical_date
+        if start is None:
+            raise ValueError("the run has neither a data interval nor a logical date")
+        return start.in_timezone("UTC").date().isoformat()
 
     @task(**RETRY_IO, map_index_template="{{ task.op_kwargs['source'] }}")
     def ingest(source: str, day: str) -> dict:
@@ -78,7 +85,10 @@ def cjm_nightly() -> None:
 
         return gate_events(day)
 
-    @task(**NO_RETRY)
+    # Nights build on each other: a night's plan waits until the previous night has
+    # published (its plan and everything right after it succeeded), also when a
+    # backfill starts several runs at once.
+    @task(**NO_RETRY, depends_on_past=True, wait_for_downstream=True)
     def plan_build(day: str, params: dict | None = None) -> dict:
         from cjm_pipeline.nightly import plan
 
@@ -117,13 +127,16 @@ def cjm_nightly() -> None:
             target_name="build",
             profiles_yml_filepath=PROJECT_ROOT / "profiles.yml",
         ),
-        execution_config=ExecutionConfig(dbt_executable_path=Path(sys.executable).with_name("dbt")),
-        # Each model's task runs `dbt build` on it: the model, then its own tests. A test
-        # reading several models (a relationship, a reconciliation) runs as its own task
-        # once all of them are built.
-        render_config=RenderConfig(
-            test_behavior=TestBehavior.BUILD, should_detach_multiple_parents_tests=True
+        # dbt in a child process per task, like `cjm build`: the build database is
+        # closed when the task ends, so the gate and publish can open it next.
+        execution_config=ExecutionConfig(
+            dbt_executable_path=Path(sys.executable).with_name("dbt"),
+            invocation_mode=InvocationMode.SUBPROCESS,
         ),
+        # One task per seed and model, then one task with every data and unit test of
+        # the project: a test per model would start dbt once more per model (about 40
+        # more starts a night), and the gate after it runs on the finished build anyway.
+        render_config=RenderConfig(test_behavior=TestBehavior.AFTER_ALL),
         operator_args={
             "vars": PLAN.replace("}}", "['vars'] }}"),
             "full_refresh": PLAN.replace("}}", "['full_refresh'] }}"),
