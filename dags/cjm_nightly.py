@@ -1,7 +1,8 @@
 """Nightly customer journeys.
 
 Once a day (cron ``CJM_SCHEDULE``, UTC, default 03:00) the run for the data interval
-that started the day before processes that landing date:
+that started the day before processes that landing date (the day of the run's logical
+date):
 
 1. ``ingest``: each source's landing files into the canonical lake (one mapped task per
    source, so a source can be retried on its own);
@@ -64,13 +65,18 @@ NO_RETRY = {"retries": 0}
 def cjm_nightly() -> None:
     @task(**NO_RETRY)
     def landing_date(
-        data_interval_start: pendulum.DateTime | None = None,
         logical_date: pendulum.DateTime | None = None,
+        data_interval_start: pendulum.DateTime | None = None,
     ) -> str:
-        """The landing date this run processes: the day its data interval starts (UTC)."""
-        start = data_interval_start or logical_date
+        """The landing date this run processes: the day of its logical date (UTC).
+
+        A scheduled or backfill run's logical date is the start of its data interval, so
+        the run at 03:00 after a landing date processes that date; `airflow dags test
+        cjm_nightly 2026-10-05` processes 2026-10-05 as well.
+        """
+        start = logical_date or data_interval_start
         if start is None:
-            raise ValueError("the run has neither a data interval nor a logical date")
+            raise ValueError("the run has neither a logical date nor a data interval")
         return start.in_timezone("UTC").date().isoformat()
 
     @task(**RETRY_IO, map_index_template="{{ task.op_kwargs['source'] }}")
