@@ -263,17 +263,25 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
     """
     import duckdb
 
+    from cjm_pipeline.publish import wal_path
+
     target = settings.build_path
     staging = target.with_name(f".{target.name}.restoring")
-    shutil.copyfile(snapshot, staging)
-    with duckdb.connect(str(staging)) as con:
-        build_id, run_date, made_with = con.execute(
-            "select build_id, run_date, fingerprint from cjm_publish"
-        ).fetchone()
-        con.execute("drop table cjm_publish")
-        con.execute("checkpoint")
-    target.with_name(target.name + ".wal").unlink(missing_ok=True)
-    os.replace(staging, target)
+    try:
+        shutil.copyfile(snapshot, staging)
+        with duckdb.connect(str(staging)) as con:
+            build_id, run_date, made_with = con.execute(
+                "select build_id, run_date, fingerprint from cjm_publish"
+            ).fetchone()
+            con.execute("drop table cjm_publish")
+            con.execute("checkpoint")
+        wal_path(target).unlink(missing_ok=True)
+        os.replace(staging, target)
+    except (OSError, duckdb.Error) as exc:
+        raise BuildError(
+            f"the build database could not be restored from {snapshot}: {exc}. The served "
+            "night is rolled back; run the next night with --full-refresh"
+        ) from exc
     state = BuildState(build_id, run_date, made_with or "unknown")
     state.save(state_path(settings))
     return state

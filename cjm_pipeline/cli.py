@@ -128,12 +128,6 @@ def _build_and_report(
 GATE_FAILED = 3  # exit status of a night stopped by a critical expectation
 
 
-def duckdb_errors() -> type[Exception]:
-    import duckdb
-
-    return duckdb.Error
-
-
 FullRefresh = Annotated[
     bool, typer.Option("--full-refresh", help="Rebuild every model from the whole lake.")
 ]
@@ -197,7 +191,7 @@ def run(
 def rollback(data_dir: DataDir = None) -> None:
     """Serve the snapshot published before the one served now, and build the next
     night on it (the build database is restored from the same snapshot)."""
-    from cjm_pipeline.build import restore_build
+    from cjm_pipeline.build import BuildError, restore_build
     from cjm_pipeline.publish import PublishError
     from cjm_pipeline.publish import rollback as run
 
@@ -210,12 +204,8 @@ def rollback(data_dir: DataDir = None) -> None:
     typer.echo(f"served: {settings.warehouse_path} -> {snapshot.name}")
     try:
         state = restore_build(settings, snapshot.path)
-    except (OSError, duckdb_errors()) as exc:
-        typer.echo(
-            f"error: the build database could not be restored from {snapshot.path}: {exc}. "
-            "The served night is rolled back; run the next night with --full-refresh",
-            err=True,
-        )
+    except BuildError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"build database restored: the next night builds on build {state.build_id}")
 

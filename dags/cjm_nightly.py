@@ -44,7 +44,9 @@ SETTINGS = get_settings()
 POOL = "cjm_duckdb"  # one slot: every task that opens the build database for writing
 SERVED = Asset(name="cjm_served_database", uri=SETTINGS.warehouse_path.resolve().as_uri())
 PARQUET = Asset(name="cjm_marts_parquet", uri=(SETTINGS.parquet_dir / "current").resolve().as_uri())
-PLAN = "{{ ti.xcom_pull(task_ids='plan_build') }}"
+# What the dbt tasks take from tonight's plan (plan_build's return value).
+PLANNED_VARS = "{{ ti.xcom_pull(task_ids='plan_build')['vars'] }}"
+PLANNED_FULL_REFRESH = "{{ ti.xcom_pull(task_ids='plan_build')['full_refresh'] }}"
 
 # Retrying helps where a step meets the outside world (files landing late, a busy disk);
 # it does not where data failed a check: a retry would fail the same way.
@@ -144,8 +146,8 @@ def cjm_nightly() -> None:
         # more starts a night), and the gate after it runs on the finished build anyway.
         render_config=RenderConfig(test_behavior=TestBehavior.AFTER_ALL),
         operator_args={
-            "vars": PLAN.replace("}}", "['vars'] }}"),
-            "full_refresh": PLAN.replace("}}", "['full_refresh'] }}"),
+            "vars": PLANNED_VARS,
+            "full_refresh": PLANNED_FULL_REFRESH,
             "env": dbt_task_environment(),
             "append_env": True,
             "install_deps": False,
