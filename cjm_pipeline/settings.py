@@ -25,6 +25,13 @@ MARTS: tuple[str, ...] = (
     "dim_stages",
     "agg_stage_funnel",
     "agg_touchpoint_dropoff",
+    "agg_stage_actions",
+    "agg_stage_sentiment",
+    "agg_transitions",
+    "agg_journey_variants",
+    "agg_attribution",
+    "fct_journey_conformance",
+    "agg_path_conformance",
 )
 
 

@@ -1,4 +1,4 @@
--- The stage funnel per journey-start period and first-touch channel.
+-- The stage funnel per journey-start period, first-touch channel and persona.
 -- Journeys that skip a stage count as entering and advancing through it. The
 -- drop-off rate is over journeys whose outcome at the stage is known
 -- (advanced + dropped): in-progress journeys are right-censored, not failures.
@@ -6,11 +6,16 @@ with journey_stages as (
     select * from {{ ref('int_journey_stages') }}
 ),
 
+customers as (
+    select * from {{ ref('dim_customers') }}
+),
+
 funnel as (
     select
         cast(date_trunc('{{ var("funnel_period") }}', journey_started_at) as date)
             as period_start,
-        coalesce(first_touch_channel, 'unclassified') as first_touch_channel,
+        coalesce(journey_stages.first_touch_channel, 'unclassified') as first_touch_channel,
+        coalesce(customers.persona, 'other') as persona,
         stage,
         stage_order,
         count(*) as journeys_entered,
@@ -22,6 +27,7 @@ funnel as (
         quantile_cont(seconds_to_next_stage, 0.5) / 3600.0 as median_hours_to_next_stage,
         quantile_cont(seconds_to_next_stage, 0.9) / 3600.0 as p90_hours_to_next_stage
     from journey_stages
+    left join customers on journey_stages.customer_id = customers.customer_id
     group by all
 ),
 
@@ -30,6 +36,7 @@ final as (
         period_start,
         '{{ var("funnel_period") }}' as period_grain,
         first_touch_channel,
+        persona,
         stage,
         stage_order,
         journeys_entered,

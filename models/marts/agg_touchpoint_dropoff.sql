@@ -1,4 +1,4 @@
--- Per stage and touchpoint: how many journeys touched it, and how many of the
+-- Per stage, touchpoint and persona: how many journeys touched it, and how many of the
 -- journeys that dropped had it as their last touch. A high exit rate marks the
 -- place customers lose interest.
 with touches as (
@@ -13,26 +13,35 @@ touchpoints as (
     select * from {{ ref('dim_touchpoints') }}
 ),
 
+customers as (
+    select * from {{ ref('dim_customers') }}
+),
+
 touching as (
     select
-        stage,
-        touchpoint_id,
-        count(distinct journey_id) as journeys_touching,
-        sum(event_count) as events
+        touches.stage,
+        touches.touchpoint_id,
+        coalesce(customers.persona, 'other') as persona,
+        count(distinct touches.journey_id) as journeys_touching,
+        sum(touches.event_count) as events
     from touches
-    group by stage, touchpoint_id
+    left join customers on touches.customer_id = customers.customer_id
+    group by all
 ),
 
 last_touches as (
     select
-        last_touch_stage as stage,
-        last_touchpoint_id as touchpoint_id,
-        count(*) filter (where status = 'dropped') as journeys_dropped_after,
-        count(*) filter (where post_purchase_status = 'dropped')
+        journeys.last_touch_stage as stage,
+        journeys.last_touchpoint_id as touchpoint_id,
+        coalesce(customers.persona, 'other') as persona,
+        count(*) filter (where journeys.status = 'dropped') as journeys_dropped_after,
+        count(*) filter (where journeys.post_purchase_status = 'dropped')
             as post_purchase_dropped_after,
-        count(*) filter (where status = 'in_progress' or post_purchase_status = 'in_progress')
-            as journeys_in_progress_at
+        count(*) filter (
+            where journeys.status = 'in_progress' or journeys.post_purchase_status = 'in_progress'
+        ) as journeys_in_progress_at
     from journeys
+    left join customers on journeys.customer_id = customers.customer_id
     group by all
 ),
 
@@ -40,6 +49,7 @@ final as (
     select
         touching.stage,
         touching.touchpoint_id,
+        touching.persona,
         touchpoints.touchpoint_name,
         touchpoints.touchpoint_type,
         touchpoints.channel,
@@ -56,6 +66,7 @@ final as (
     left join last_touches
         on touching.stage = last_touches.stage
         and touching.touchpoint_id = last_touches.touchpoint_id
+        and touching.persona = last_touches.persona
     left join touchpoints on touching.touchpoint_id = touchpoints.touchpoint_id
 )
 

@@ -1,4 +1,4 @@
--- Within a period and first-touch channel, no stage is entered by more journeys
+-- Within a period, first-touch channel and persona, no stage is entered by more journeys
 -- than the stage before it, and the journeys entering a stage are exactly those
 -- that advanced from the stage before (skipped stages count as entered). Returns
 -- each offending pair of consecutive stages.
@@ -12,20 +12,22 @@ stages as (
     where stage_order > 0
 ),
 
--- Every period, channel and stage, with zeros for stages no journey entered.
+-- Every period, channel, persona and stage, with zeros for stages no journey entered.
 grid as (
     select
         segments.period_start,
         segments.first_touch_channel,
+        segments.persona,
         stages.stage,
         stages.stage_order,
         coalesce(funnel.journeys_entered, 0) as journeys_entered,
         coalesce(funnel.journeys_advanced, 0) as journeys_advanced
-    from (select distinct period_start, first_touch_channel from funnel) as segments
+    from (select distinct period_start, first_touch_channel, persona from funnel) as segments
     cross join stages
     left join funnel
         on segments.period_start = funnel.period_start
         and segments.first_touch_channel = funnel.first_touch_channel
+        and segments.persona = funnel.persona
         and stages.stage = funnel.stage
 ),
 
@@ -33,6 +35,7 @@ consecutive as (
     select
         previous.period_start,
         previous.first_touch_channel,
+        previous.persona,
         previous.stage,
         previous.journeys_entered,
         previous.journeys_advanced,
@@ -42,6 +45,7 @@ consecutive as (
     inner join grid as following
         on previous.period_start = following.period_start
         and previous.first_touch_channel = following.first_touch_channel
+        and previous.persona = following.persona
         and following.stage_order = previous.stage_order + 1
 )
 

@@ -1,0 +1,96 @@
+-- One row per journey, level and position: the journey's path at two levels.
+--   touchpoint: its steps (runs of one touchpoint and stage);
+--   stage:      runs of one stage over those steps (discovery > consideration >
+--               discovery is three positions: customers do go back).
+-- Position 0 is the start node '(start)', and the position after the last step is
+-- an end node named for the journey's status: '(drop-off)', '(converted)' or
+-- '(in progress)'.
+with steps as (
+    select * from {{ ref('int_journey_steps') }}
+),
+
+journeys as (
+    select * from {{ ref('fct_journeys') }}
+),
+
+stage_runs as (
+    select
+        *,
+        case when lag(stage) over by_step = stage then 0 else 1 end as starts_run
+    from steps
+    window by_step as (partition by journey_id order by step_number)
+),
+
+stage_positions as (
+    select
+        *,
+        sum(starts_run) over (
+            partition by journey_id order by step_number rows unbounded preceding
+        ) as position
+    from stage_runs
+),
+
+step_nodes as (
+    select
+        'touchpoint' as level,
+        journey_id,
+        step_number as position,
+        touchpoint_id as node,
+        'touchpoint' as node_kind,
+        started_at,
+        ended_at
+    from steps
+
+    union all
+
+    select
+        'stage' as level,
+        journey_id,
+        position,
+        any_value(stage) as node,
+        'stage' as node_kind,
+        min(started_at) as started_at,
+        max(ended_at) as ended_at
+    from stage_positions
+    group by journey_id, position
+),
+
+starts as (
+    select distinct
+        level,
+        journey_id,
+        0 as position,
+        '(start)' as node,
+        'start' as node_kind,
+        cast(null as timestamptz) as started_at,
+        cast(null as timestamptz) as ended_at
+    from step_nodes
+),
+
+ends as (
+    select
+        step_nodes.level,
+        step_nodes.journey_id,
+        max(step_nodes.position) + 1 as position,
+        case any_value(journeys.status)
+            when 'dropped' then '(drop-off)'
+            when 'converted' then '(converted)'
+            else '(in progress)'
+        end as node,
+        'end' as node_kind,
+        cast(null as timestamptz) as started_at,
+        cast(null as timestamptz) as ended_at
+    from step_nodes
+    inner join journeys on step_nodes.journey_id = journeys.journey_id
+    group by step_nodes.level, step_nodes.journey_id
+),
+
+final as (
+    select * from starts
+    union all
+    select * from step_nodes
+    union all
+    select * from ends
+)
+
+select * from final
