@@ -16,7 +16,7 @@ AIRFLOW_HOME ?= $(CURDIR)/.airflow
 AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
 
-.PHONY: install demo test lint format bench bench-ingest airflow airflow-init clean
+.PHONY: install demo test lint format bench bench-ingest airflow airflow-init clean chromium
 
 install: $(STAMP)
 
@@ -33,7 +33,22 @@ demo: $(STAMP)
 	$(RUN)/cjm generate --customers $(DEMO_CUSTOMERS) --start $(DEMO_START) --days $(DEMO_DAYS) --seed 42
 	$(RUN)/cjm run --start $(DEMO_START) --end $(DEMO_END)
 
-test: $(STAMP)
+# The report's browser tests drive Debian's Chromium through Playwright (Playwright's own
+# browser download is not used). Installs it when missing; apt-get needs root, as in CI.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y --no-install-recommends chromium \
+			|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+		else \
+			echo "error: the browser tests need Debian's chromium package (/usr/bin/chromium)," \
+				"and apt-get is not available to install it" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: $(STAMP) chromium
 	$(RUN)/pytest
 
 lint: $(STAMP)

@@ -138,6 +138,7 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "build_id": plan.build_id,
         "last_success_build_id": plan.last_success_build_id,
         "funnel_period": settings.funnel_period,
+        "attribution_half_life_days": settings.attribution_half_life_days,
     }
 
 

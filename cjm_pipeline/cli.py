@@ -185,6 +185,54 @@ def run(
     typer.echo(f"served: {settings.warehouse_path} (build {night.build_id}, {night.snapshot})")
     typer.echo(f"parquet: {settings.parquet_dir / 'current'}")
     typer.echo(f"data docs: {settings.data_docs_dir / 'index.html'}")
+    if night.report is not None:
+        typer.echo(f"journey map: {night.report}")
+
+
+RunDate = Annotated[
+    str | None,
+    typer.Option("--date", help="Run date of a published night (default: the one served)."),
+]
+Persona = Annotated[
+    str | None,
+    typer.Option("--persona", help="Open on one persona (an id of the persona_rules seed)."),
+]
+
+
+@app.command()
+def report(
+    date_: RunDate = None,
+    persona: Persona = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the HTML file.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write the customer journey map (one self-contained HTML file) of the night served,
+    or of a kept snapshot with --date; prints its path."""
+    from cjm_pipeline.report import ReportError, write_report
+
+    settings = get_settings(data_dir=data_dir)
+    try:
+        path = write_report(settings, _parse_date(date_), persona, out)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"journey map: {path}")
+
+
+@app.command(name="summary")
+def summary_command(
+    date_: RunDate = None, persona: Persona = None, data_dir: DataDir = None
+) -> None:
+    """A short text summary of the journey map for terminals."""
+    from cjm_pipeline.report import ReportError, collect, report_source, summary_text
+
+    settings = get_settings(data_dir=data_dir)
+    try:
+        data = collect(report_source(settings, _parse_date(date_)), persona)
+    except ReportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(summary_text(data))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The night, step by step: ingest, gate the events, build, gate the marts, publish.
+"""The night, step by step: ingest, gate the events, build, gate the marts, publish,
+then write the journey map.
 
 `cjm run` calls ``run_night`` (one process, one `dbt build`). The Airflow DAG
 (dags/cjm_nightly.py) calls the step functions below one task at a time, with the dbt
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 from cjm_pipeline.build import (
     BuildPlan,
@@ -40,6 +42,7 @@ class NightResult:
     snapshot: str
     seconds: dict[str, float]
     warnings: list[str]
+    report: Path | None = None
 
 
 def run_night(
@@ -50,10 +53,14 @@ def run_night(
     workers: int | None = None,
 ) -> NightResult:
     """Ingest the landing dates, gate their events, build as of the last one, gate the
-    marts, then publish. A critical expectation raises ``GateError`` before anything
-    is published; the served database is then the previous night's."""
+    marts, publish, then write the journey map. A critical expectation raises
+    ``GateError`` before anything is published; the served database is then the
+    previous night's. A report that fails is a warning: the night is served by then."""
+    import duckdb
+
     from cjm_pipeline.ingest import ALL_SOURCES, ingest
     from cjm_pipeline.ingest import summary as ingest_summary
+    from cjm_pipeline.report import ReportError, write_report
 
     seconds: dict[str, float] = {}
     began = time.perf_counter()
@@ -80,8 +87,22 @@ def run_night(
     published = publish_build(settings, result.plan, progress)
     record_build(settings, result.plan)
     seconds["publish"] = time.perf_counter() - began
+
+    began = time.perf_counter()
+    report = None
+    try:
+        report = write_report(settings)
+    except (ReportError, duckdb.Error, OSError) as exc:
+        warnings.append(f"the journey map was not written: {exc}")
+    seconds["report"] = time.perf_counter() - began
     return NightResult(
-        dates[-1], result.plan.build_id, result.plan.full_refresh, published, seconds, warnings
+        dates[-1],
+        result.plan.build_id,
+        result.plan.full_refresh,
+        published,
+        seconds,
+        warnings,
+        report,
     )
 
 
@@ -189,6 +210,13 @@ def publish_planned(values: dict[str, object]) -> str:
     snapshot = publish_build(settings, build_plan)
     record_build(settings, build_plan)
     return snapshot
+
+
+def report_served() -> str:
+    """The journey map of the night just published (read-only on the served file)."""
+    from cjm_pipeline.report import write_report
+
+    return str(write_report(get_settings()))
 
 
 def dbt_task_environment() -> dict[str, str]:

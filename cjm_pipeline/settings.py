@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         3, description="Landing dates an incremental build re-reads for late events."
     )
     funnel_period: str = Field("week", description="Grain of funnel periods: day, week, month.")
+    attribution_half_life_days: float = Field(
+        7.0, gt=0, description="Half-life of the time-decay attribution model, in days."
+    )
     duckdb_memory_limit: str = Field(
         "3GB",
         description="DuckDB memory_limit for builds (the build tree peaks about 1 GiB above it).",
@@ -100,6 +103,11 @@ class Settings(BaseSettings):
     def parquet_dir(self) -> Path:
         """The served marts as Parquet files: ``<parquet_dir>/current/<mart>.parquet``."""
         return self.warehouse_dir / "parquet"
+
+    @property
+    def reports_dir(self) -> Path:
+        """The HTML journey maps, one per published run date."""
+        return self.warehouse_dir / "reports"
 
     @property
     def validations_dir(self) -> Path:

@@ -15,7 +15,9 @@ date):
 6. ``publish``: the build becomes the served database by an atomic rename, with the
    marts also written as Parquet; it updates the ``cjm_served_database`` asset, which
    downstream DAGs can be scheduled on;
-7. ``summary``: counts of the night, in the task log.
+7. ``report``: the customer journey map of the night, one self-contained HTML file
+   (read from the served database, read-only, so outside the pool);
+8. ``summary``: counts of the night, in the task log.
 
 A critical expectation fails its task and nothing downstream runs, so BI tools keep
 reading the previous night, and the next night's plan waits until it is fixed and the
@@ -114,6 +116,13 @@ def cjm_nightly() -> None:
 
         return publish_planned(plan)
 
+    # Reads the served file read-only, so it needs no slot of the pool.
+    @task(**RETRY_IO)
+    def report(snapshot: str) -> str:
+        from cjm_pipeline.nightly import report_served
+
+        return report_served()
+
     @task(**NO_RETRY)
     def summary(snapshot: str, event_warnings: list[str], mart_warnings: list[str]) -> str:
         from cjm_pipeline.build import summary as build_summary
@@ -165,7 +174,8 @@ def cjm_nightly() -> None:
     mart_warnings = validate_marts(planned)
     published = publish(planned)
     dbt >> mart_warnings >> published
-    summary(published, event_warnings, mart_warnings)
+    journey_map = report(published)
+    journey_map >> summary(published, event_warnings, mart_warnings)
 
 
 cjm_nightly()

@@ -3,8 +3,11 @@ and an empty workspace per test for hand-written landing files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -109,3 +112,81 @@ def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Setting
 def query(settings: Settings, sql: str) -> pl.DataFrame:
     with duckdb.connect(str(settings.build_path), read_only=True) as con:
         return con.sql(sql).pl()
+
+
+# The report's browser tests drive Debian's Chromium (installed by `make chromium`, which
+# `make test` runs first) through Playwright; Playwright's own browser download is not
+# used. Without the background-networking flags Chromium keeps calling out at start.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"the browser tests need Debian's chromium package at {CHROMIUM}: "
+            "run `make chromium` (or `apt-get install -y chromium`)",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Opened:
+    page: Any
+    url: str
+    data: dict | None = None
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def open_page(browser) -> Iterator[Callable[[Path], Opened]]:
+    """Open an HTML file in a fresh page once its script has drawn it, recording console
+    errors, page errors and every request other than the file itself (refused)."""
+    pages = []
+
+    def opener(path: Path) -> Opened:
+        url = path.resolve().as_uri()
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        pages.append(page)
+        opened = Opened(page=page, url=url)
+        page.on(
+            "console",
+            lambda msg: (
+                opened.errors.append(f"console: {msg.text}") if msg.type == "error" else None
+            ),
+        )
+        page.on("pageerror", lambda err: opened.errors.append(f"page error: {err}"))
+
+        def guard(route) -> None:
+            if route.request.url == url:
+                route.continue_()
+            else:
+                opened.requests.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", guard)
+        page.goto(url)
+        page.wait_for_selector("html[data-rendered='true']")
+        return opened
+
+    yield opener
+    for page in pages:
+        page.close()

@@ -131,9 +131,11 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert tasks["validate_events"]["retries"] == 0
     assert "validate_events" in tasks["plan_build"]["upstream"]
 
-    # One task per dbt model and seed, all in the one-slot pool, each after the plan.
-    models = {p.stem for p in (PROJECT_ROOT / "models").rglob("*.sql")}
+    # One task per dbt model (SQL or Python) and seed, all in the one-slot pool, each
+    # after the plan.
+    models = {p.stem for ext in ("sql", "py") for p in (PROJECT_ROOT / "models").rglob(f"*.{ext}")}
     models -= {p.stem for p in (PROJECT_ROOT / "models" / "macros").rglob("*.sql")}
+    assert "int_attribution_markov" in models
     seeds = {p.stem for p in (PROJECT_ROOT / "models" / "seeds").glob("*.csv")}
     dbt_tasks = {t: v for t, v in tasks.items() if t.startswith("dbt.")}
     assert {t for t in dbt_tasks if t.endswith("_run")} == {f"dbt.{m}_run" for m in models}
@@ -160,7 +162,11 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert "validate_marts" in tasks["publish"]["upstream"]
     assert tasks["publish"]["pool"] == "cjm_duckdb"
     assert "cjm_served_database" in tasks["publish"]["outlets"]
-    assert "publish" in tasks["summary"]["upstream"]
+    # The journey map is written from the served file once it is published; it reads
+    # read-only, so it takes no slot of the pool.
+    assert tasks["report"]["upstream"] == ["publish"]
+    assert tasks["report"]["pool"] != "cjm_duckdb"
+    assert {"publish", "report"} <= set(tasks["summary"]["upstream"])
 
 
 def test_one_night_through_airflow(airflow_home) -> None:
@@ -184,3 +190,6 @@ def test_one_night_through_airflow(airflow_home) -> None:
     parquet = pl.read_parquet(settings.parquet_dir / "current" / "fct_journeys.parquet")
     assert parquet.height == counts["fct_journeys"]
     assert (settings.data_docs_dir / "index.html").exists()
+    journey_map = settings.reports_dir / f"journey_map_{last.isoformat()}.html"
+    assert journey_map.stat().st_size > 50_000
+    assert f"Customer journey map · {last.isoformat()}" in journey_map.read_text()

@@ -116,15 +116,15 @@ def test_publish_folds_a_leftover_build_wal_into_the_snapshot(own: Settings) -> 
 
 def test_marts_added_later_are_counted_and_exported(own: Settings) -> None:
     with duckdb.connect(str(own.build_path)) as con:
-        con.execute("create table agg_transitions as select * from range(5) r(n)")
+        con.execute("create table agg_cohort_retention as select * from range(5) r(n)")
         con.execute("create table int_scratch as select * from range(3) r(n)")
 
     result = publish(own, RUN_DATE, 1, progress=quiet)
 
-    assert result.mart_rows["agg_transitions"] == 5
+    assert result.mart_rows["agg_cohort_retention"] == 5
     assert "int_scratch" not in result.mart_rows
-    assert served_info(own.warehouse_path)["mart_rows"]["agg_transitions"] == 5
-    assert pl.read_parquet(result.parquet / "agg_transitions.parquet").height == 5
+    assert served_info(own.warehouse_path)["mart_rows"]["agg_cohort_retention"] == 5
+    assert pl.read_parquet(result.parquet / "agg_cohort_retention.parquet").height == 5
     assert not (result.parquet / "int_scratch.parquet").exists()
 
 

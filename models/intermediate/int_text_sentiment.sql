@@ -11,8 +11,8 @@
 -- (x -0.75) when a negator is among the three tokens before it, and scaled by
 -- 1 + the booster's score when a booster is right before it. The text's score is
 -- the sum x normalised to -1..1 as x / sqrt(x^2 + 15). A night scores the events
--- its build wrote; a text's score only changes with the lexicon (then run a full
--- refresh).
+-- its build wrote; a text's score only changes with the lexicon, and a changed
+-- seed makes the next build a full refresh.
 with texts as (
     select event_id, text, build_id
     from {{ ref('fct_journey_events') }}

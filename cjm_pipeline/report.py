@@ -1,0 +1,583 @@
+"""The customer journey map: one self-contained HTML file per published night.
+
+Every number comes from the served marts (or a kept snapshot, for an earlier run
+date), opened read-only. Where the report shows everyone, it sums the persona rows
+of a mart and recomputes a rate with the mart's own formula (drop-off rate =
+dropped / (advanced + dropped), exit rate = dropped after / touching), so a BI tool
+summing the same rows gets the same figure. ``collect`` builds the data, ``write_report``
+renders it (``report_html``), ``summary_text`` is the terminal version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cjm_pipeline.publish import PublishError, Snapshot, served_info, snapshots
+from cjm_pipeline.settings import MARTS, Settings
+
+ALL = "all"
+MODELS = ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov")
+SANKEY_STEPS = 6  # columns of the Sankey after '(start)'
+TOP_ACTIONS = 5
+TOP_TOUCHPOINTS = 6
+TOP_OPPORTUNITIES = 8
+TOP_VARIANTS = 10
+TOP_DEVIATIONS = 10
+END_NODES = {"(drop-off)": "dropped", "(converted)": "converted", "(in progress)": "in_progress"}
+
+
+class ReportError(Exception):
+    """The report cannot be made: nothing published, or no snapshot of that date."""
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    run_date: date
+    build_id: int
+    published_at: datetime
+    is_served: bool
+
+
+def report_source(settings: Settings, run_date: date | None = None) -> Source:
+    """The database to read: the served one, or the kept snapshot of ``run_date``."""
+    try:
+        served = served_info(settings.warehouse_path)
+    except PublishError as exc:
+        raise ReportError(f"{exc}; run `cjm run` first") from exc
+    if run_date is None or served["run_date"] == run_date:
+        return Source(
+            settings.warehouse_path,
+            served["run_date"],
+            int(served["build_id"]),
+            served["published_at"],
+            True,
+        )
+    kept: list[Snapshot] = [s for s in snapshots(settings) if not s.rolled_back]
+    matching = [s for s in kept if s.run_date == run_date]
+    if not matching:
+        dates = ", ".join(sorted({s.run_date.isoformat() for s in kept})) or "none"
+        raise ReportError(
+            f"no published night as of {run_date}: the kept snapshots are as of {dates} "
+            f"(CJM_KEEP_SNAPSHOTS keeps the last {settings.keep_snapshots})"
+        )
+    newest = max(matching, key=lambda s: s.published_at)
+    return Source(newest.path, newest.run_date, newest.build_id, newest.published_at, False)
+
+
+def report_path(settings: Settings, run_date: date, persona: str | None = None) -> Path:
+    suffix = f"_{persona}" if persona and persona != ALL else ""
+    return settings.reports_dir / f"journey_map_{run_date.isoformat()}{suffix}.html"
+
+
+def write_report(
+    settings: Settings,
+    run_date: date | None = None,
+    persona: str | None = None,
+    out: Path | None = None,
+) -> Path:
+    """Write the HTML journey map of a published night; returns its path."""
+    from cjm_pipeline import report_html
+
+    source = report_source(settings, run_date)
+    data = collect(source, persona, settings.attribution_half_life_days)
+    path = out or report_path(settings, source.run_date, persona)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return report_html.write(data, path)
+
+
+def collect(
+    source: Source, persona: str | None = None, half_life_days: float | None = None
+) -> dict[str, Any]:
+    """Everything the report shows, read from the marts of ``source``."""
+    with duckdb.connect(str(source.path), read_only=True) as con:
+        reader = _Reader(con)
+        personas = reader.personas()
+        known = {p["persona"] for p in personas}
+        if persona is not None and persona not in known:
+            raise ReportError(
+                f"no persona {persona!r} in this night's data; known: {', '.join(sorted(known))}"
+            )
+        stages = reader.stages()
+        return {
+            "title": "Customer journey map",
+            "run_date": source.run_date.isoformat(),
+            "build_id": source.build_id,
+            "published_at": source.published_at.isoformat(),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": f"{source.path.name} (read-only)",
+            "initial_persona": persona or ALL,
+            "period_grain": reader.period_grain(),
+            "stages": stages,
+            "personas": personas,
+            "views": {p["persona"]: reader.view(p["persona"], stages) for p in personas},
+            "sankey": {
+                "stage": reader.sankey("stage"),
+                "touchpoint": reader.sankey("touchpoint"),
+                "max_step": SANKEY_STEPS,
+            },
+            "variants": {level: reader.variants(level) for level in ("stage", "touchpoint")},
+            "attribution": {**reader.attribution(), "half_life_days": half_life_days},
+            "ideal_path": reader.ideal_path(),
+            "marts": [m for m in MARTS if m.startswith(("agg_", "fct_journey_conformance"))]
+            + ["fct_journeys", "dim_customers", "dim_touchpoints"],
+        }
+
+
+class _Reader:
+    """SQL over the marts of one database. ``persona = 'all'`` sums every persona."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        self.names = dict(
+            con.execute("select touchpoint_id, touchpoint_name from dim_touchpoints").fetchall()
+        )
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cursor = self.con.execute(sql, params or [])
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def label(self, node: str | None) -> str | None:
+        return self.names.get(node, node) if node is not None else None
+
+    def period_grain(self) -> str:
+        row = self.con.execute("select any_value(period_grain) from agg_stage_funnel").fetchone()
+        return row[0] or "week"
+
+    def stages(self) -> list[dict[str, Any]]:
+        return self.rows(
+            "select stage, stage_order, funnel, description from dim_stages "
+            "where stage_order between 1 and 5 order by stage_order"
+        )
+
+    def personas(self) -> list[dict[str, Any]]:
+        rules = self.rows(
+            "select persona, any_value(label order by priority) as label, "
+            "string_agg(note, '; ' order by priority) as description "
+            "from persona_rules group by persona"
+        )
+        about = {r["persona"]: r for r in rules}
+        counts = self.rows(
+            "select persona, count(*) as customers from dim_customers "
+            "where persona is not null group by persona order by customers desc, persona"
+        )
+        everyone = sum(c["customers"] for c in counts)
+        personas = [
+            {
+                "persona": ALL,
+                "label": "All customers",
+                "customers": everyone,
+                "description": "Every customer with a journey",
+            }
+        ]
+        for c in counts:
+            rule = about.get(c["persona"], {})
+            personas.append(
+                {
+                    "persona": c["persona"],
+                    "label": rule.get("label") or c["persona"],
+                    "customers": c["customers"],
+                    "description": rule.get("description") or "",
+                }
+            )
+        return personas
+
+    # One persona's journey map, funnel and drop-off over time.
+    def view(self, persona: str, stages: list[dict[str, Any]]) -> dict[str, Any]:
+        where, params = ("", []) if persona == ALL else ("where persona = ?", [persona])
+        funnel = {
+            r["stage"]: r
+            for r in self.rows(
+                "select stage, sum(journeys_entered) as entered, "
+                "sum(journeys_advanced) as advanced, sum(journeys_dropped) as dropped, "
+                "sum(journeys_in_progress) as in_progress, "
+                "sum(journeys_completed) as completed, sum(journeys_converted) as converted "
+                f"from agg_stage_funnel {where} group by stage",
+                params,
+            )
+        }
+        touchpoints = self.touchpoints(where, params)
+        emotion = self.emotion(where, params)
+        actions = self.actions(where, params)
+        opportunities = self.opportunities(touchpoints)
+        stage_views = []
+        for stage in stages:
+            name = stage["stage"]
+            counts = funnel.get(name, {})
+            entered = int(counts.get("entered") or 0)
+            advanced = int(counts.get("advanced") or 0)
+            dropped = int(counts.get("dropped") or 0)
+            at_stage = [t for t in touchpoints if t["stage"] == name]
+            stage_views.append(
+                {
+                    "stage": name,
+                    "entered": entered,
+                    "advanced": advanced,
+                    "dropped": dropped,
+                    "in_progress": int(counts.get("in_progress") or 0),
+                    "completed": int(counts.get("completed") or 0),
+                    "drop_off_rate": _rate(dropped, advanced + dropped),
+                    "advance_rate": _rate(advanced, entered),
+                    "actions": actions.get(name, [])[:TOP_ACTIONS],
+                    "touchpoints": at_stage[:TOP_TOUCHPOINTS],
+                    "emotion": emotion.get(name, {}).get("stage")
+                    or {
+                        "average_sentiment": None,
+                        "texts": 0,
+                        "average_rating": None,
+                        "ratings": 0,
+                    },
+                    "pain_points": [],
+                }
+            )
+        _pain_points(stage_views, touchpoints, emotion)
+        kpis = self.rows(
+            "select count(distinct customer_id) as customers, count(*) as journeys, "
+            "count(*) filter (where status = 'converted') as converted, "
+            "count(*) filter (where status = 'dropped') as dropped, "
+            "count(*) filter (where status = 'in_progress') as in_progress "
+            "from fct_journeys "
+            + (
+                ""
+                if persona == ALL
+                else "where customer_id in "
+                "(select customer_id from dim_customers where persona = ?)"
+            ),
+            params,
+        )[0]
+        return {
+            **{k: int(v or 0) for k, v in kpis.items()},
+            "stages": stage_views,
+            "opportunities": opportunities,
+            "dropoff_over_time": self.dropoff_over_time(where, params),
+        }
+
+    def touchpoints(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        rows = self.rows(
+            "select stage, touchpoint_id, any_value(touchpoint_name) as name, "
+            "any_value(touchpoint_type) as type, any_value(channel) as channel, "
+            "sum(journeys_touching) as journeys_touching, "
+            "sum(journeys_dropped_after) as journeys_dropped_after, "
+            "sum(post_purchase_dropped_after) as post_purchase_dropped_after "
+            f"from agg_touchpoint_dropoff {where} group by stage, touchpoint_id "
+            "order by journeys_touching desc, touchpoint_id",
+            params,
+        )
+        for r in rows:
+            r["journeys_touching"] = int(r["journeys_touching"])
+            r["journeys_dropped_after"] = int(r["journeys_dropped_after"])
+            r["post_purchase_dropped_after"] = int(r["post_purchase_dropped_after"])
+            r["exit_rate"] = _rate(r["journeys_dropped_after"], r["journeys_touching"])
+            r["name"] = r["name"] or r["touchpoint_id"]
+        return rows
+
+    def actions(self, where: str, params: list[Any]) -> dict[str, list[dict[str, Any]]]:
+        rows = self.rows(
+            "select stage, event_type, any_value(event_description) as label, "
+            "sum(events) as events, sum(journeys) as journeys "
+            f"from agg_stage_actions {where} group by stage, event_type "
+            "order by events desc, event_type",
+            params,
+        )
+        by_stage: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            r["events"], r["journeys"] = int(r["events"]), int(r["journeys"])
+            r["label"] = r["label"] or r["event_type"]
+            by_stage.setdefault(r["stage"], []).append(r)
+        return by_stage
+
+    def emotion(self, where: str, params: list[Any]) -> dict[str, dict[str, Any]]:
+        """Per stage: the stage's sentiment and rating, and per touchpoint the same."""
+        rows = self.rows(
+            "select stage, touchpoint_id, sum(texts) as texts, sum(sentiment_sum) as s, "
+            "sum(ratings) as ratings, sum(rating_sum) as r "
+            f"from agg_stage_sentiment {where} group by grouping sets "
+            "((stage), (stage, touchpoint_id))",
+            params,
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            texts, ratings = int(r["texts"] or 0), int(r["ratings"] or 0)
+            value = {
+                "average_sentiment": _rate(r["s"], texts),
+                "texts": texts,
+                "average_rating": _rate(r["r"], ratings),
+                "ratings": ratings,
+            }
+            entry = out.setdefault(r["stage"], {"touchpoints": {}})
+            if r["touchpoint_id"] is None:
+                entry["stage"] = value
+            else:
+                entry["touchpoints"][r["touchpoint_id"]] = value
+        return out
+
+    def opportunities(self, touchpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        lost = [
+            {**t, "lost_journeys": t["journeys_dropped_after"] + t["post_purchase_dropped_after"]}
+            for t in touchpoints
+        ]
+        lost = [t for t in lost if t["lost_journeys"] > 0]
+        lost.sort(key=lambda t: (-t["lost_journeys"], t["stage"], t["touchpoint_id"]))
+        return [
+            {
+                "rank": rank,
+                "stage": t["stage"],
+                "touchpoint_id": t["touchpoint_id"],
+                "name": t["name"],
+                "lost_journeys": t["lost_journeys"],
+                "exit_rate": t["exit_rate"],
+                "text": (
+                    f"{t['lost_journeys']:,} journeys ended after {t['name']} at {t['stage']}"
+                    f" ({_percent(t['exit_rate'])} of those touching it): keep them going"
+                ),
+            }
+            for rank, t in enumerate(lost[:TOP_OPPORTUNITIES], start=1)
+        ]
+
+    def dropoff_over_time(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        rows = self.rows(
+            "select period_start, stage, any_value(stage_order) as stage_order, "
+            "sum(journeys_dropped) as dropped, sum(journeys_advanced) as advanced, "
+            "sum(journeys_in_progress) as in_progress "
+            f"from agg_stage_funnel {where} group by period_start, stage "
+            "having any_value(stage_order) between 1 and 4 order by period_start, stage_order",
+            params,
+        )
+        return [
+            {
+                "period_start": r["period_start"].isoformat(),
+                "stage": r["stage"],
+                "dropped": int(r["dropped"]),
+                "advanced": int(r["advanced"]),
+                "in_progress": int(r["in_progress"]),
+                "drop_off_rate": _rate(r["dropped"], r["dropped"] + r["advanced"]),
+            }
+            for r in rows
+        ]
+
+    def sankey(self, level: str) -> dict[str, Any]:
+        edges = self.rows(
+            "select from_step, from_node, from_node_kind, to_node, to_node_kind, "
+            "transitions, median_gap_hours from agg_transitions "
+            "where level = ? and from_step < ? order by from_step, transitions desc",
+            [level, SANKEY_STEPS],
+        )
+        nodes: dict[str, dict[str, Any]] = {}
+        links = []
+        for e in edges:
+            source = self._node(nodes, e["from_step"], e["from_node"], e["from_node_kind"])
+            target = self._node(nodes, e["from_step"] + 1, e["to_node"], e["to_node_kind"])
+            links.append(
+                {
+                    "source": source,
+                    "target": target,
+                    "value": int(e["transitions"]),
+                    "median_gap_hours": e["median_gap_hours"],
+                }
+            )
+        return {"nodes": list(nodes.values()), "links": links}
+
+    def _node(self, nodes: dict[str, dict[str, Any]], step: int, node: str, kind: str) -> str:
+        key = f"{step}:{node}"
+        if key not in nodes:
+            nodes[key] = {
+                "id": key,
+                "label": self.label(node) if kind == "touchpoint" else node,
+                "step": step,
+                "kind": kind,
+                "end": END_NODES.get(node),
+            }
+        return key
+
+    def variants(self, level: str) -> list[dict[str, Any]]:
+        rows = self.rows(
+            "select variant_rank as rank, variant, journeys, share, conversion_rate "
+            "from agg_journey_variants where level = ? and variant_rank <= ? "
+            "order by variant_rank",
+            [level, TOP_VARIANTS],
+        )
+        for r in rows:
+            r["journeys"] = int(r["journeys"])
+            if level == "touchpoint":
+                r["variant"] = " > ".join(self.label(n) or n for n in r["variant"].split(" > "))
+        return rows
+
+    def attribution(self) -> dict[str, Any]:
+        rows = self.rows(
+            "select attribution_model, level, node, conversions, removal_effect "
+            "from agg_attribution order by level, node"
+        )
+        levels: dict[str, dict[str, dict[str, Any]]] = {"channel": {}, "touchpoint": {}}
+        for r in rows:
+            entry = levels[r["level"]].setdefault(
+                r["node"],
+                {
+                    "node": r["node"],
+                    "label": self.label(r["node"]) if r["level"] == "touchpoint" else r["node"],
+                    "credits": dict.fromkeys(MODELS, 0.0),
+                    "removal_effect": None,
+                },
+            )
+            entry["credits"][r["attribution_model"]] = float(r["conversions"])
+            if r["attribution_model"] == "markov":
+                entry["removal_effect"] = r["removal_effect"]
+        conversions = self.con.execute(
+            "select count(*) from fct_journeys where status = 'converted'"
+        ).fetchone()[0]
+        ordered = {
+            level: sorted(nodes.values(), key=lambda n: (-n["credits"]["markov"], n["node"]))
+            for level, nodes in levels.items()
+        }
+        return {"models": list(MODELS), "conversions": int(conversions), **ordered}
+
+    def ideal_path(self) -> dict[str, Any]:
+        steps = self.rows("select step, stage, touchpoint_id, label from ideal_path order by step")
+        journeys = self.con.execute("select count(*) from fct_journey_conformance").fetchone()[0]
+        for s in steps:
+            reached = self.con.execute(
+                "select count(*) from fct_journey_conformance where steps_followed >= ?",
+                [s["step"]],
+            ).fetchone()[0]
+            s["reached"] = int(reached)
+            s["reached_share"] = _rate(reached, journeys)
+        summary = dict.fromkeys(("followed", "on_path", "deviated", "stopped"), 0)
+        for conformance, n in self.con.execute(
+            "select conformance, count(*) from fct_journey_conformance group by conformance"
+        ).fetchall():
+            summary[conformance] = int(n)
+        deviations = self.rows(
+            "select deviation_step as step, any_value(expected_label) as expected, "
+            "deviation_touchpoint_id, conformance as kind, sum(journeys) as journeys, "
+            "sum(share_of_journeys) as share, sum(journeys_converted) as converted "
+            "from agg_path_conformance where conformance in ('deviated', 'stopped') "
+            "group by deviation_step, deviation_touchpoint_id, conformance "
+            "order by journeys desc, step, kind limit ?",
+            [TOP_DEVIATIONS],
+        )
+        for d in deviations:
+            d["actual"] = self.label(d.pop("deviation_touchpoint_id")) or "(nothing: journey ended)"
+            d["journeys"], d["converted"] = int(d["journeys"]), int(d["converted"])
+        return {
+            "steps": steps,
+            "summary": {**summary, "journeys": int(journeys)},
+            "deviations": deviations,
+        }
+
+
+def _pain_points(
+    stages: list[dict[str, Any]],
+    touchpoints: list[dict[str, Any]],
+    emotion: dict[str, dict[str, Any]],
+) -> None:
+    """Per stage, up to three pain points: the stage's drop-off when it is among the
+    two largest, the touchpoint most journeys ended after, and the touchpoint with the
+    worst rating or the most negative text."""
+    by_drops = sorted(
+        (s for s in stages if s["dropped"] > 0), key=lambda s: s["dropped"], reverse=True
+    )
+    worst = {s["stage"] for s in by_drops[:2]}
+    for s in stages:
+        points = s["pain_points"]
+        if s["stage"] in worst:
+            points.append(
+                {
+                    "kind": "drop_off",
+                    "text": f"{s['dropped']:,} journeys dropped here "
+                    f"({_percent(s['drop_off_rate'])} of those with a known outcome)",
+                    "value": s["drop_off_rate"],
+                }
+            )
+        exits = [t for t in touchpoints if t["stage"] == s["stage"] and t["journeys_dropped_after"]]
+        if exits:
+            top = max(exits, key=lambda t: (t["journeys_dropped_after"], t["touchpoint_id"]))
+            points.append(
+                {
+                    "kind": "exit",
+                    "text": f"{top['journeys_dropped_after']:,} dropped journeys ended after "
+                    f"{top['name']} (exit rate {_percent(top['exit_rate'])})",
+                    "value": top["exit_rate"],
+                }
+            )
+        felt = emotion.get(s["stage"], {}).get("touchpoints", {})
+        names = {t["touchpoint_id"]: t["name"] for t in touchpoints}
+        rated = [(v["average_rating"], k) for k, v in felt.items() if v["ratings"] >= 5]
+        negative = [(v["average_sentiment"], k) for k, v in felt.items() if v["texts"] >= 5]
+        if rated and min(rated)[0] < 3.5:
+            value, key = min(rated)
+            points.append(
+                {
+                    "kind": "low_rating",
+                    "text": f"{names.get(key, key)} rated {value:.1f} of 5",
+                    "value": value,
+                }
+            )
+        elif negative and min(negative)[0] < 0:
+            value, key = min(negative)
+            points.append(
+                {
+                    "kind": "negative_sentiment",
+                    "text": f"negative words on {names.get(key, key)} (sentiment {value:+.2f})",
+                    "value": value,
+                }
+            )
+
+
+def _rate(numerator: Any, denominator: Any) -> float | None:
+    if not denominator:
+        return None
+    return float(numerator or 0) / float(denominator)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def summary_text(data: dict[str, Any], persona: str | None = None) -> str:
+    """A short terminal summary of the same data as the report."""
+    key = persona or data["initial_persona"]
+    view = data["views"][key]
+    label = next(p["label"] for p in data["personas"] if p["persona"] == key)
+    lines = [
+        f"journey map as of {data['run_date']} (build {data['build_id']}, "
+        f"published {data['published_at'][:16].replace('T', ' ')} UTC) - {label}",
+        f"customers {view['customers']:,}  journeys {view['journeys']:,}  "
+        f"converted {view['converted']:,}  dropped {view['dropped']:,}  "
+        f"in progress {view['in_progress']:,}",
+        "",
+        f"{'stage':<14}{'entered':>9}{'advanced':>10}{'dropped':>9}{'drop-off':>10}"
+        f"{'sentiment':>11}",
+    ]
+    for s in view["stages"]:
+        sentiment = s["emotion"]["average_sentiment"]
+        lines.append(
+            f"{s['stage']:<14}{s['entered']:>9,}{s['advanced']:>10,}{s['dropped']:>9,}"
+            f"{_percent(s['drop_off_rate']):>10}"
+            f"{'-' if sentiment is None else f'{sentiment:+.2f}':>11}"
+        )
+    lines += ["", "where journeys are lost:"]
+    lines += [f"  {o['rank']}. {o['text']}" for o in view["opportunities"][:3]] or ["  none"]
+    attribution = data["attribution"]["channel"]
+    if attribution:
+        lines.append("")
+        lines.append("conversions credited (markov / last touch):")
+        for node in attribution[:5]:
+            credits = node["credits"]
+            lines.append(
+                f"  {node['label']:<16}{credits['markov']:>9.1f}{credits['last_touch']:>9.1f}"
+            )
+    ideal = data["ideal_path"]["summary"]
+    if ideal["journeys"]:
+        lines += [
+            "",
+            f"ideal path: {ideal['followed']:,} of {ideal['journeys']:,} journeys followed it "
+            f"({_percent(_rate(ideal['followed'], ideal['journeys']))}), "
+            f"{ideal['deviated']:,} deviated, {ideal['stopped']:,} stopped, "
+            f"{ideal['on_path']:,} on the path so far",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,271 @@
+"""The analyst layer end to end: the marts on the sample, the Markov removal effect
+worked by hand, and the journey map written from a published night, read back in
+headless Chromium and compared with the marts."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from cjm_pipeline.cli import app
+from cjm_pipeline.publish import publish
+from cjm_pipeline.report import ReportError, collect, report_source, write_report
+from cjm_pipeline.settings import PROJECT_ROOT, Settings
+from tests.conftest import RUN_DATE, quiet
+
+MARKOV = PROJECT_ROOT / "models" / "intermediate" / "int_attribution_markov.py"
+STAGES = ["discovery", "consideration", "purchase", "experience", "loyalty"]
+
+
+def markov_module():
+    spec = importlib.util.spec_from_file_location("int_attribution_markov", MARKOV)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_markov_removal_effect_on_three_channels() -> None:
+    """Paths A > B > conversion, A > C > null, B > conversion, C > null.
+
+    From the start: A 2/4, B 1/4, C 1/4. A goes to B or C (1/2 each), B always
+    converts, C never. P(A) = 1/2, so P = 1/2 x 1/2 + 1/4 x 1 + 1/4 x 0 = 1/2.
+    Without A: 1/4, removal effect 1 - (1/4)/(1/2) = 1/2. Without B: nothing
+    converts, effect 1. Without C: A still converts through B half the time, P stays
+    1/2, effect 0.
+    """
+    counts = {
+        ("(start)", "A"): 2,
+        ("(start)", "B"): 1,
+        ("(start)", "C"): 1,
+        ("A", "B"): 1,
+        ("A", "C"): 1,
+        ("B", "(conversion)"): 2,
+        ("C", "(null)"): 2,
+    }
+    p, effects = markov_module().removal_effects(counts)
+    assert p == pytest.approx(0.5)
+    assert effects == pytest.approx({"A": 0.5, "B": 1.0, "C": 0.0})
+
+
+def test_markov_solves_a_chain_that_loops() -> None:
+    """Paths A > B > A > conversion and A > B > null: A goes to B 2/3 and converts 1/3,
+    B goes back to A or to null (1/2 each). P(A) = 1/3 + 2/3 x 1/2 x P(A), so
+    P(A) = 1/2 = P. Without B: P(A) = 1/3, effect 1 - (1/3)/(1/2) = 1/3. Without A:
+    nothing converts, effect 1."""
+    counts = {
+        ("(start)", "A"): 2,
+        ("A", "B"): 2,
+        ("B", "A"): 1,
+        ("A", "(conversion)"): 1,
+        ("B", "(null)"): 1,
+    }
+    p, effects = markov_module().removal_effects(counts)
+    assert p == pytest.approx(0.5)
+    assert effects == pytest.approx({"A": 1.0, "B": 1 / 3})
+
+
+def test_markov_without_conversions_credits_nothing() -> None:
+    p, effects = markov_module().removal_effects({("(start)", "A"): 3, ("A", "(null)"): 3})
+    assert p == 0
+    assert effects == {"A": 0.0}
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> object:
+    return con.execute(sql).fetchone()[0]
+
+
+def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
+    """Totals every analyst mart must share with fct_journeys and the events."""
+    with duckdb.connect(str(built.build_path), read_only=True) as con:
+        journeys = scalar(con, "select count(*) from fct_journeys")
+        converted = scalar(con, "select count(*) from fct_journeys where status = 'converted'")
+        dropped = scalar(con, "select count(*) from fct_journeys where status = 'dropped'")
+        assert converted > 0 and dropped > 0
+
+        # Each model and level credits exactly the converted journeys.
+        credited = con.execute(
+            "select attribution_model, level, sum(conversions) from agg_attribution group by all"
+        ).fetchall()
+        assert len(credited) == 12
+        assert all(total == pytest.approx(converted, abs=1e-4) for _, _, total in credited)
+
+        # Every journey with a path leaves '(start)' once and ends once, in its status.
+        with_path = scalar(con, "select count(distinct journey_id) from int_journey_steps")
+        for level in ("stage", "touchpoint"):
+            starts = scalar(
+                con,
+                f"select sum(transitions) from agg_transitions where level = '{level}' "
+                "and from_node = '(start)'",
+            )
+            drops = scalar(
+                con,
+                f"select sum(transitions) from agg_transitions where level = '{level}' "
+                "and to_node = '(drop-off)'",
+            )
+            assert starts == with_path
+            dropped_with_path = scalar(
+                con,
+                "select count(*) from fct_journeys where status = 'dropped' and journey_id in "
+                "(select journey_id from int_journey_steps)",
+            )
+            assert drops == dropped_with_path
+            share = scalar(
+                con, f"select sum(share) from agg_journey_variants where level = '{level}'"
+            )
+            assert share == pytest.approx(1.0)
+
+        # Conformance covers every journey once; the aggregate adds up to it.
+        assert scalar(con, "select count(*) from fct_journey_conformance") == journeys
+        assert scalar(con, "select sum(journeys) from agg_path_conformance") == journeys
+
+        # Every text is scored once, and the sentiment mart counts them all.
+        texts = scalar(
+            con, "select count(*) from fct_journey_events where text is not null and text != ''"
+        )
+        assert scalar(con, "select count(*) from int_text_sentiment") == texts
+        assert scalar(con, "select sum(texts) from agg_stage_sentiment") == texts
+
+        # Personas split the funnel without losing a journey.
+        by_persona = scalar(
+            con,
+            "select sum(journeys_entered) from agg_stage_funnel where stage = 'discovery'",
+        )
+        entered = scalar(
+            con, "select count(*) from fct_journeys where discovery_entered_at is not null"
+        )
+        assert by_persona == entered
+        assert scalar(con, "select count(*) from dim_customers where journeys > 0") == scalar(
+            con, "select count(*) from dim_customers where persona is not null"
+        )
+
+
+@pytest.fixture(scope="module")
+def published(built: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The built sample published, with its journey map written."""
+    root = tmp_path_factory.mktemp("report")
+    build = root / "build" / "cjm.duckdb"
+    build.parent.mkdir()
+    build.write_bytes(built.build_path.read_bytes())
+    settings = built.model_copy(
+        update={"build_path": build, "warehouse_path": root / "warehouse" / "cjm.duckdb"}
+    )
+    publish(settings, RUN_DATE, 1, progress=quiet)
+    write_report(settings)
+    return settings
+
+
+def mart_funnel(settings: Settings, persona: str | None = None) -> dict[str, tuple[int, int]]:
+    """Entered and dropped per stage, summed over the funnel mart's rows."""
+    where = f"where persona = '{persona}'" if persona else ""
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        rows = con.execute(
+            "select stage, sum(journeys_entered), sum(journeys_dropped) "
+            f"from agg_stage_funnel {where} group by stage"
+        ).fetchall()
+    return {stage: (int(entered), int(dropped)) for stage, entered, dropped in rows}
+
+
+def number(text: str) -> int:
+    return int(re.sub(r"[^0-9]", "", text))
+
+
+def shown_funnel(page) -> dict[str, tuple[int, int]]:
+    return {
+        stage: (
+            number(page.locator(f'[data-metric="entered"][data-stage="{stage}"]').inner_text()),
+            number(page.locator(f'[data-metric="dropped"][data-stage="{stage}"]').inner_text()),
+        )
+        for stage in STAGES
+    }
+
+
+def test_report_shows_the_marts_numbers(published: Settings, open_page) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    opened = open_page(path)
+    page = opened.page
+
+    columns = page.locator("#journey-map .stage-column")
+    assert columns.count() == 5
+    assert [columns.nth(i).get_attribute("data-stage") for i in range(5)] == STAGES
+    assert page.locator("svg#sankey path.sankey-link").count() > 5
+    assert page.locator("svg#emotion-curve").count() == 1
+
+    # Everyone: the shown funnel is the mart's, summed over personas, and equals an
+    # independent count from the journeys.
+    expected = mart_funnel(published)
+    assert shown_funnel(page) == expected
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        reached = scalar(
+            con, "select count(*) from fct_journeys where purchase_entered_at is not null"
+        )
+    assert expected["purchase"][0] == reached
+
+    # One persona: the map is redrawn with that persona's rows.
+    personas = [
+        o for o in page.locator("#persona-select option").evaluate_all("o => o.map(x => x.value)")
+    ]
+    persona = next(p for p in personas if p != "all")
+    page.select_option("#persona-select", persona)
+    assert shown_funnel(page) == mart_funnel(published, persona)
+    assert shown_funnel(page) != expected
+
+    # Attribution cells show the mart's credits (one decimal).
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        markov = con.execute(
+            "select node, conversions from agg_attribution where attribution_model = 'markov' "
+            "and level = 'channel' order by conversions desc limit 1"
+        ).fetchone()
+    assert f"{markov[1]:,.1f}" in page.locator("#attribution").inner_text()
+
+    assert opened.errors == []
+    assert opened.requests == []
+    shot = page.screenshot(full_page=True, path=str(path.with_suffix(".png")))
+    assert len(shot) > 50_000
+
+
+def test_report_for_a_date_or_persona(published: Settings) -> None:
+    source = report_source(published, RUN_DATE)
+    assert source.is_served and source.run_date == RUN_DATE
+    with pytest.raises(ReportError, match="no published night as of"):
+        report_source(published, RUN_DATE - timedelta(days=1))
+    with pytest.raises(ReportError, match="no persona 'nobody'"):
+        collect(source, "nobody")
+    data = collect(source, "window_shopper")
+    assert data["initial_persona"] == "window_shopper"
+    path = write_report(published, RUN_DATE, "window_shopper")
+    assert path.name == f"journey_map_{RUN_DATE.isoformat()}_window_shopper.html"
+
+
+def cjm(settings: Settings, *args: str):
+    env = {
+        "CJM_DATA_DIR": str(settings.data_dir),
+        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        "CJM_BUILD_PATH": str(settings.build_path),
+    }
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_report_and_summary_commands(published: Settings) -> None:
+    done = cjm(published, "report", "--date", RUN_DATE.isoformat(), "--persona", "researcher")
+    assert done.exit_code == 0, done.output
+    path = Path(done.output.strip().removeprefix("journey map: "))
+    assert path.exists() and path.name.endswith("_researcher.html")
+
+    missing = cjm(published, "report", "--date", (RUN_DATE - timedelta(days=3)).isoformat())
+    assert missing.exit_code == 1
+    assert "no published night as of" in missing.output
+    assert "Traceback" not in missing.output
+
+    summary = cjm(published, "summary")
+    assert summary.exit_code == 0, summary.output
+    funnel = mart_funnel(published)
+    for stage in STAGES:
+        line = next(x for x in summary.output.splitlines() if x.startswith(stage))
+        entered, _, dropped = line.split()[1:4]
+        assert (number(entered), number(dropped)) == funnel[stage]
