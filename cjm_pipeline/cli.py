@@ -224,11 +224,11 @@ def summary_command(
     date_: RunDate = None, persona: Persona = None, data_dir: DataDir = None
 ) -> None:
     """A short text summary of the journey map for terminals."""
-    from cjm_pipeline.report import ReportError, collect, report_source, summary_text
+    from cjm_pipeline.report import ReportError, report_data, summary_text
 
     settings = get_settings(data_dir=data_dir)
     try:
-        data = collect(report_source(settings, _parse_date(date_)), persona)
+        data = report_data(settings, _parse_date(date_), persona)
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

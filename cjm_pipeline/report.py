@@ -11,7 +11,7 @@ renders it (``report_html``), ``summary_text`` is the terminal version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ TOP_TOUCHPOINTS = 6
 TOP_OPPORTUNITIES = 8
 TOP_VARIANTS = 10
 TOP_DEVIATIONS = 10
+# Length of a funnel period, to tell which periods are still open (upper bound for months).
+PERIODS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
 END_NODES = {"(drop-off)": "dropped", "(converted)": "converted", "(in progress)": "in_progress"}
 
 
@@ -84,19 +86,33 @@ def write_report(
     """Write the HTML journey map of a published night; returns its path."""
     from cjm_pipeline import report_html
 
-    source = report_source(settings, run_date)
-    data = collect(source, persona, settings.attribution_half_life_days)
-    path = out or report_path(settings, source.run_date, persona)
+    data = report_data(settings, run_date, persona)
+    path = out or report_path(settings, date.fromisoformat(data["run_date"]), persona)
     path.parent.mkdir(parents=True, exist_ok=True)
     return report_html.write(data, path)
 
 
+def report_data(
+    settings: Settings, run_date: date | None = None, persona: str | None = None
+) -> dict[str, Any]:
+    """What the report of a published night shows (see ``collect``)."""
+    return collect(
+        report_source(settings, run_date),
+        persona,
+        settings.attribution_half_life_days,
+        settings.journey_gap_days,
+    )
+
+
 def collect(
-    source: Source, persona: str | None = None, half_life_days: float | None = None
+    source: Source,
+    persona: str | None = None,
+    half_life_days: float | None = None,
+    journey_gap_days: int = 30,
 ) -> dict[str, Any]:
     """Everything the report shows, read from the marts of ``source``."""
     with duckdb.connect(str(source.path), read_only=True) as con:
-        reader = _Reader(con)
+        reader = _Reader(con, source.run_date, journey_gap_days)
         personas = reader.personas()
         known = {p["persona"] for p in personas}
         if persona is not None and persona not in known:
@@ -132,8 +148,10 @@ def collect(
 class _Reader:
     """SQL over the marts of one database. ``persona = 'all'`` sums every persona."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection):
+    def __init__(self, con: duckdb.DuckDBPyConnection, run_date: date, journey_gap_days: int):
         self.con = con
+        self.run_date = run_date
+        self.journey_gap_days = journey_gap_days
         self.names = dict(
             con.execute("select touchpoint_id, touchpoint_name from dim_touchpoints").fetchall()
         )
@@ -341,6 +359,8 @@ class _Reader:
         ]
 
     def dropoff_over_time(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        grain = self.period_grain()
+        decided_until = self.run_date - timedelta(days=self.journey_gap_days)
         rows = self.rows(
             "select period_start, stage, any_value(stage_order) as stage_order, "
             "sum(journeys_dropped) as dropped, sum(journeys_advanced) as advanced, "
@@ -357,6 +377,12 @@ class _Reader:
                 "advanced": int(r["advanced"]),
                 "in_progress": int(r["in_progress"]),
                 "drop_off_rate": _rate(r["dropped"], r["dropped"] + r["advanced"]),
+                # A journey can only be counted as dropped journey_gap_days after its
+                # last activity: for periods that end later than that before the run
+                # date, or where most journeys are still in progress, the rate is a
+                # floor (right-censored), not a trend.
+                "provisional": r["period_start"] + PERIODS[grain] > decided_until
+                or r["in_progress"] > r["dropped"] + r["advanced"],
             }
             for r in rows
         ]

@@ -96,29 +96,45 @@ def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
         assert all(total == pytest.approx(converted, abs=1e-4) for _, _, total in credited)
 
         # Every journey with a path leaves '(start)' once and ends once, in its status.
-        with_path = scalar(con, "select count(distinct journey_id) from int_journey_steps")
-        for level in ("stage", "touchpoint"):
-            starts = scalar(
-                con,
-                f"select sum(transitions) from agg_transitions where level = '{level}' "
-                "and from_node = '(start)'",
+        # At the stage level the path is the journey's progress, so it starts as often
+        # as journeys enter discovery or later, like the funnel.
+        with_path = {
+            "touchpoint": "select journey_id from int_journey_steps",
+            "stage": "select journey_id from fct_journeys where furthest_stage_order >= 1",
+        }
+        for level, journeys_with_path in with_path.items():
+            starts, drops = con.execute(
+                "select sum(transitions) filter (where from_node = '(start)'), "
+                "sum(transitions) filter (where to_node = '(drop-off)') "
+                f"from agg_transitions where level = '{level}'"
+            ).fetchone()
+            assert starts == scalar(
+                con, f"select count(*) from fct_journeys where journey_id in ({journeys_with_path})"
             )
-            drops = scalar(
+            assert drops == scalar(
                 con,
-                f"select sum(transitions) from agg_transitions where level = '{level}' "
-                "and to_node = '(drop-off)'",
+                "select count(*) from fct_journeys where status = 'dropped' "
+                f"and journey_id in ({journeys_with_path})",
             )
-            assert starts == with_path
-            dropped_with_path = scalar(
-                con,
-                "select count(*) from fct_journeys where status = 'dropped' and journey_id in "
-                "(select journey_id from int_journey_steps)",
-            )
-            assert drops == dropped_with_path
             share = scalar(
                 con, f"select sum(share) from agg_journey_variants where level = '{level}'"
             )
             assert share == pytest.approx(1.0)
+        # The stage Sankey agrees with the funnel: before purchase, the journeys that
+        # drop after reaching a stage are the funnel's drops at that stage.
+        drops_after = dict(
+            con.execute(
+                "select from_node, sum(transitions) from agg_transitions where level = 'stage' "
+                "and to_node = '(drop-off)' group by from_node"
+            ).fetchall()
+        )
+        funnel_drops = dict(
+            con.execute(
+                "select stage, sum(journeys_dropped) from agg_stage_funnel "
+                "where stage_order <= 3 group by stage"
+            ).fetchall()
+        )
+        assert {stage: drops_after.get(stage, 0) for stage in funnel_drops} == funnel_drops
 
         # Conformance covers every journey once; the aggregate adds up to it.
         assert scalar(con, "select count(*) from fct_journey_conformance") == journeys

@@ -1077,9 +1077,11 @@
 
   // ---------------------------------------------------------------- drop-off over time
 
-  function markerShape(kind, x, y, colour, title) {
+  function markerShape(kind, x, y, colour, title, hollow) {
     const r = 4.5;
-    const attrs = { fill: colour, stroke: "#fff", "stroke-width": 1.5, class: "point" };
+    const attrs = hollow
+      ? { fill: "#fff", stroke: colour, "stroke-width": 2, class: "point provisional" }
+      : { fill: colour, stroke: "#fff", "stroke-width": 1.5, class: "point" };
     let shape;
     if (kind === "square")
       shape = s("rect", { ...attrs, x: x - r, y: y - r, width: 2 * r, height: 2 * r });
@@ -1119,7 +1121,10 @@
     const grain = str(DATA.period_grain, "period");
     byId("dropoff-note").textContent =
       `Drop-off rate of each stage per ${grain}, for ${personaLabel(state.persona)}. ` +
-      "The last stage is left out: journeys there have no next stage to reach.";
+      "The last stage is left out: journeys there have no next stage to reach. " +
+      "Hollow points are recent periods: a journey counts as dropped only after the " +
+      "journey gap without activity, so there most outcomes are not known yet and the " +
+      "rate is a floor, not a trend.";
     // The final stage is excluded: its "drop-off" has no next stage to be measured against.
     const charted = STAGES.slice(0, Math.max(1, STAGES.length - 1)).map((st) => str(st.stage));
     const rows = list(view && view.dropoff_over_time).filter((r) => charted.includes(str(r.stage)));
@@ -1211,6 +1216,33 @@
     );
     svg.append(axis);
 
+    // Shade the recent periods where every stage is still mostly in progress
+    // (right-censored): a falling rate there is journeys not having had time to drop.
+    let firstOpen = periods.length;
+    while (
+      firstOpen > 0 &&
+      rows.filter((r) => str(r.period_start) === periods[firstOpen - 1]).every((r) => r.provisional)
+    )
+      firstOpen -= 1;
+    if (firstOpen < periods.length) {
+      const half = periods.length > 1 ? plotW / (periods.length - 1) / 2 : plotW / 2;
+      const x0 = Math.max(m.left, xOf(firstOpen) - half);
+      svg.append(
+        s("rect", {
+          class: "censored-band",
+          x: x0,
+          y: m.top,
+          width: width - m.right - x0,
+          height: plotH,
+        }),
+        s(
+          "text",
+          { class: "axis-label", x: x0 + 6, y: m.top + 14 },
+          "mostly in progress: drop-off not known yet",
+        ),
+      );
+    }
+
     charted.forEach((stageId, si) => {
       const colour = stageColour(stageId);
       const marker = MARKERS[si % MARKERS.length];
@@ -1246,7 +1278,9 @@
             colour,
             `${stageLabel(stageId)}, ${grain} of ${p}: ${fmtPct(rate)} drop-off ` +
               `(${fmtInt(row.dropped)} dropped, ${fmtInt(row.advanced)} advanced, ` +
-              `${fmtInt(row.in_progress)} in progress)`,
+              `${fmtInt(row.in_progress)} in progress)` +
+              (row.provisional ? ", mostly still in progress" : ""),
+            Boolean(row.provisional),
           ),
         );
       });

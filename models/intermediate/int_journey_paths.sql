@@ -1,7 +1,10 @@
 -- One row per journey, level and position: the journey's path at two levels.
---   touchpoint: its steps (runs of one touchpoint and stage);
---   stage:      runs of one stage over those steps (discovery > consideration >
---               discovery is three positions: customers do go back).
+--   touchpoint: its steps (runs of one touchpoint and stage), as they happened:
+--               customers go back and forth;
+--   stage:      its progress through the stages (the furthest stage so far, which
+--               never goes back), one position per stage reached, skipped stages
+--               left out. Journeys that reach no stage (post-purchase activity
+--               without an order) have no stage path, as in agg_stage_funnel.
 -- Position 0 is the start node '(start)', and the position after the last step is
 -- an end node named for the journey's status: '(drop-off)', '(converted)' or
 -- '(in progress)'.
@@ -13,11 +16,20 @@ journeys as (
     select * from {{ ref('fct_journeys') }}
 ),
 
+stages as (
+    select * from {{ ref('stages') }}
+),
+
 stage_runs as (
     select
         *,
-        case when lag(stage) over by_step = stage then 0 else 1 end as starts_run
+        case
+            when lag(journey_stage_order_so_far) over by_step = journey_stage_order_so_far
+                then 0
+            else 1
+        end as starts_run
     from steps
+    where journey_stage_order_so_far >= 1
     window by_step as (partition by journey_id order by step_number)
 ),
 
@@ -45,14 +57,15 @@ step_nodes as (
 
     select
         'stage' as level,
-        journey_id,
-        position,
-        any_value(stage) as node,
+        stage_positions.journey_id,
+        stage_positions.position,
+        any_value(stages.stage) as node,
         'stage' as node_kind,
-        min(started_at) as started_at,
-        max(ended_at) as ended_at
+        min(stage_positions.started_at) as started_at,
+        max(stage_positions.ended_at) as ended_at
     from stage_positions
-    group by journey_id, position
+    inner join stages on stage_positions.journey_stage_order_so_far = stages.stage_order
+    group by stage_positions.journey_id, stage_positions.position
 ),
 
 starts as (

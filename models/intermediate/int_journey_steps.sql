@@ -65,6 +65,7 @@ steps as (
         any_value(channel) as channel,
         any_value(stage) as stage,
         any_value(stage_order) as stage_order,
+        max(journey_stage_order_so_far) as journey_stage_order_so_far,
         min(occurred_at) as started_at,
         max(occurred_at) as ended_at,
         count(*) as event_count,

@@ -1,8 +1,8 @@
 -- Edges between consecutive nodes of journey paths (int_journey_paths), at the
 -- stage and the touchpoint level, per position: the input of a Sankey diagram.
--- Every journey contributes one edge from '(start)' and one into its end node, so
--- the journeys leaving '(start)' equal the journeys, and the edges into
--- '(drop-off)' equal the dropped journeys. Positions after transition_max_step
+-- Every journey with a path contributes one edge from '(start)' and one into its end
+-- node, so the journeys leaving '(start)' equal the journeys with a path, and the
+-- edges into '(drop-off)' the dropped ones among them. Positions after transition_max_step
 -- share that position (a tool drawing a Sankey stops before it).
 with paths as (
     select * from {{ ref('int_journey_paths') }}
