@@ -79,11 +79,12 @@ def state_path(settings: Settings) -> Path:
 
 def fingerprint(settings: Settings) -> str:
     """What the history in the build depends on besides the data: the journey
-    settings, the seeds and the model SQL. When it changes, the next build is a full
-    refresh, so history is never classified two ways."""
+    settings, the project's vars, the seeds and the model SQL. When it changes, the next
+    build is a full refresh, so history is never classified two ways."""
     digest = hashlib.sha256()
     for key in ("session_gap_minutes", "session_cap_hours", "journey_gap_days"):
         digest.update(f"{key}={getattr(settings, key)};".encode())
+    digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
     models = PROJECT_ROOT / "models"
     for path in sorted(models.rglob("*")):
         if path.suffix in {".sql", ".csv"}:

@@ -3,8 +3,9 @@
 Every number comes from the served marts (or a kept snapshot, for an earlier run
 date), opened read-only. Where the report shows everyone, it sums the persona rows
 of a mart and recomputes a rate with the mart's own formula (drop-off rate =
-dropped / (advanced + dropped), exit rate = dropped after / touching), so a BI tool
-summing the same rows gets the same figure. ``collect`` builds the data, ``write_report``
+dropped / (advanced + dropped); exit rate = dropped after / touching before purchase,
+post-purchase dropped after / touching after it), so a BI tool summing the same rows
+gets the same figure. ``collect`` builds the data, ``write_report``
 renders it (``report_html``), ``summary_text`` is the terminal version.
 """
 
@@ -220,7 +221,8 @@ class _Reader:
                 params,
             )
         }
-        touchpoints = self.touchpoints(where, params)
+        post_purchase = {st["stage"] for st in stages if st["funnel"] == "post_purchase"}
+        touchpoints = self.touchpoints(where, params, post_purchase)
         emotion = self.emotion(where, params)
         actions = self.actions(where, params)
         opportunities = self.opportunities(touchpoints)
@@ -276,7 +278,9 @@ class _Reader:
             "dropoff_over_time": self.dropoff_over_time(where, params),
         }
 
-    def touchpoints(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    def touchpoints(
+        self, where: str, params: list[Any], post_purchase: set[str]
+    ) -> list[dict[str, Any]]:
         rows = self.rows(
             "select stage, touchpoint_id, any_value(touchpoint_name) as name, "
             "any_value(touchpoint_type) as type, any_value(channel) as channel, "
@@ -291,7 +295,11 @@ class _Reader:
             r["journeys_touching"] = int(r["journeys_touching"])
             r["journeys_dropped_after"] = int(r["journeys_dropped_after"])
             r["post_purchase_dropped_after"] = int(r["post_purchase_dropped_after"])
-            r["exit_rate"] = _rate(r["journeys_dropped_after"], r["journeys_touching"])
+            # Lost: the journeys that ended here without reaching the end of their
+            # funnel: the mart's exit_rate before purchase, post_purchase_exit_rate after.
+            lost = "post_purchase_dropped_after" if r["stage"] in post_purchase else None
+            r["lost_journeys"] = r[lost or "journeys_dropped_after"]
+            r["exit_rate"] = _rate(r["lost_journeys"], r["journeys_touching"])
             r["name"] = r["name"] or r["touchpoint_id"]
         return rows
 
@@ -300,7 +308,7 @@ class _Reader:
             "select stage, event_type, any_value(event_description) as label, "
             "sum(events) as events, sum(journeys) as journeys "
             f"from agg_stage_actions {where} group by stage, event_type "
-            "order by events desc, event_type",
+            "order by journeys desc, events desc, event_type",
             params,
         )
         by_stage: dict[str, list[dict[str, Any]]] = {}
@@ -336,11 +344,7 @@ class _Reader:
         return out
 
     def opportunities(self, touchpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        lost = [
-            {**t, "lost_journeys": t["journeys_dropped_after"] + t["post_purchase_dropped_after"]}
-            for t in touchpoints
-        ]
-        lost = [t for t in lost if t["lost_journeys"] > 0]
+        lost = [t for t in touchpoints if t["lost_journeys"] > 0]
         lost.sort(key=lambda t: (-t["lost_journeys"], t["stage"], t["touchpoint_id"]))
         return [
             {
@@ -519,13 +523,13 @@ def _pain_points(
                     "value": s["drop_off_rate"],
                 }
             )
-        exits = [t for t in touchpoints if t["stage"] == s["stage"] and t["journeys_dropped_after"]]
+        exits = [t for t in touchpoints if t["stage"] == s["stage"] and t["lost_journeys"]]
         if exits:
-            top = max(exits, key=lambda t: (t["journeys_dropped_after"], t["touchpoint_id"]))
+            top = max(exits, key=lambda t: (t["lost_journeys"], t["touchpoint_id"]))
             points.append(
                 {
                     "kind": "exit",
-                    "text": f"{top['journeys_dropped_after']:,} dropped journeys ended after "
+                    "text": f"{top['lost_journeys']:,} journeys ended after "
                     f"{top['name']} (exit rate {_percent(top['exit_rate'])})",
                     "value": top["exit_rate"],
                 }

@@ -252,10 +252,10 @@ def test_report_for_a_date_or_persona(published: Settings) -> None:
         report_source(published, RUN_DATE - timedelta(days=1))
     with pytest.raises(ReportError, match="no persona 'nobody'"):
         collect(source, "nobody")
-    data = collect(source, "window_shopper")
-    assert data["initial_persona"] == "window_shopper"
-    path = write_report(published, RUN_DATE, "window_shopper")
-    assert path.name == f"journey_map_{RUN_DATE.isoformat()}_window_shopper.html"
+    data = collect(source, "subscriber")
+    assert data["initial_persona"] == "subscriber"
+    path = write_report(published, RUN_DATE, "subscriber")
+    assert path.name == f"journey_map_{RUN_DATE.isoformat()}_subscriber.html"
 
 
 def cjm(settings: Settings, *args: str):
@@ -268,10 +268,10 @@ def cjm(settings: Settings, *args: str):
 
 
 def test_report_and_summary_commands(published: Settings) -> None:
-    done = cjm(published, "report", "--date", RUN_DATE.isoformat(), "--persona", "researcher")
+    done = cjm(published, "report", "--date", RUN_DATE.isoformat(), "--persona", "subscriber")
     assert done.exit_code == 0, done.output
     path = Path(done.output.strip().removeprefix("journey map: "))
-    assert path.exists() and path.name.endswith("_researcher.html")
+    assert path.exists() and path.name.endswith("_subscriber.html")
 
     missing = cjm(published, "report", "--date", (RUN_DATE - timedelta(days=3)).isoformat())
     assert missing.exit_code == 1

@@ -452,7 +452,7 @@
               title:
                 `${name} (${direct ? "direct" : "indirect"}, ${str(tp.channel, "no channel")}): ` +
                 `${fmtInt(tp.journeys_touching)} journeys touched it, ` +
-                `${fmtInt(tp.journeys_dropped_after)} dropped after it`,
+                `${fmtInt(num(tp.lost_journeys) ?? tp.journeys_dropped_after)} ended after it`,
             },
             h("span", { class: "chip-name" }, name),
             h(
@@ -1216,8 +1216,9 @@
     );
     svg.append(axis);
 
-    // Shade the recent periods where every stage is still mostly in progress
-    // (right-censored): a falling rate there is journeys not having had time to drop.
+    // Shade the recent periods where every stage's rate is provisional (too recent for
+    // the journey gap, or mostly in progress): right-censored, so a falling rate there
+    // is journeys not having had time to drop.
     let firstOpen = periods.length;
     while (
       firstOpen > 0 &&
@@ -1323,7 +1324,7 @@
       markov: [
         "Markov",
         "Credit in proportion to the removal effect: the share of conversions a Markov " +
-          "chain of all journeys loses when the touchpoint is taken out.",
+          "chain of the converted and dropped journeys loses when the touchpoint is taken out.",
       ],
     };
     return info[model] || [humanise(model), ""];

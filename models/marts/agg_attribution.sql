@@ -117,7 +117,9 @@ final as (
         credits.node,
         case
             when credits.level = 'channel' then credits.node
-            else coalesce(touchpoints.channel, credits.channel)
+            -- a site touchpoint is a touch only as a direct visit
+            when touchpoints.channel = 'web' then 'direct'
+            else coalesce(credits.channel, touchpoints.channel)
         end as channel,
         case when credits.level = 'touchpoint' then credits.node end as touchpoint_id,
         -- Rounded: fractions of a conversion below a millionth are float noise.

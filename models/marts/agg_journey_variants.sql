@@ -28,7 +28,7 @@ counted as (
     select
         sequences.level,
         sequences.variant,
-        any_value(sequences.path_length) as path_length,
+        max(sequences.path_length) as path_length,
         count(*) as journeys,
         count(*) filter (where journeys.status = 'converted') as journeys_converted,
         count(*) filter (where journeys.status = 'dropped') as journeys_dropped,

@@ -3,8 +3,8 @@
 -- the first step after the one that met step k - 1 whose stage (and touchpoint,
 -- when the ideal step names one) match. conformance:
 --   followed: every ideal step met, in order;
---   deviated: the next ideal step was not met, but a later one was (the journey
---             skipped it or took it out of order);
+--   deviated: the next ideal step was not met, but a later one was, after the last
+--             step met (the journey skipped it);
 --   on_path:  no later step met yet, and the journey (or its post-purchase part)
 --             is in progress: no deviation so far;
 --   stopped:  no later step met and the journey is over (dropped, or converted and
@@ -49,8 +49,7 @@ sequences as (
         journey_id,
         list(mask order by step_number) as masks,
         list(touchpoint_id order by step_number) as touchpoints,
-        list(stage order by step_number) as stages,
-        bit_or(mask) as any_mask
+        list(stage order by step_number) as stages
     from step_masks
     group by journey_id
 ),
@@ -60,9 +59,9 @@ sequences as (
 matched as (
     select
         journey_id,
+        masks,
         touchpoints,
         stages,
-        any_mask,
         list_reduce(
             masks,
             lambda state, mask, i: case
@@ -83,7 +82,14 @@ measured as (
         path_length.steps_in_path,
         coalesce(matched.state % 1000, 0) as steps_followed,
         coalesce(matched.state // 1000, 0) as last_met_position,
-        coalesce(matched.any_mask, 0) as any_mask,
+        -- the ideal steps met anywhere after the last step met in order
+        coalesce(
+            list_aggregate(
+                list_slice(matched.masks, coalesce(matched.state // 1000, 0) + 1, len(matched.masks)),
+                'bit_or'
+            ),
+            0
+        ) as later_mask,
         matched.touchpoints,
         matched.stages
     from journeys
@@ -96,7 +102,7 @@ classified as (
         *,
         case
             when steps_followed = steps_in_path then 'followed'
-            when (any_mask >> (steps_followed + 1)) != 0 then 'deviated'
+            when (later_mask >> (steps_followed + 1)) != 0 then 'deviated'
             when coalesce(post_purchase_status, status) = 'in_progress' then 'on_path'
             else 'stopped'
         end as conformance
