@@ -46,14 +46,16 @@ final as (
         touchpoints.touchpoint_type,
         scored.persona,
         count(scored.sentiment_score) as texts,
-        sum(scored.sentiment_score) as sentiment_sum,
-        avg(scored.sentiment_score) as average_sentiment,
+        -- Rounded: a sum of doubles depends on the order rows arrive in, and the
+        -- same data must give the same mart on a nightly and a full build.
+        round(sum(scored.sentiment_score), 6) as sentiment_sum,
+        round(avg(scored.sentiment_score), 6) as average_sentiment,
         count(*) filter (where scored.sentiment_label = 'positive') as texts_positive,
         count(*) filter (where scored.sentiment_label = 'neutral') as texts_neutral,
         count(*) filter (where scored.sentiment_label = 'negative') as texts_negative,
         count(scored.rating) as ratings,
         sum(scored.rating) as rating_sum,
-        avg(scored.rating) as average_rating,
+        round(avg(scored.rating), 6) as average_rating,
         count(*) filter (where scored.rating <= 2) as ratings_low
     from scored
     left join touchpoints on scored.touchpoint_id = touchpoints.touchpoint_id
