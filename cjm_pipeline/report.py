@@ -24,6 +24,8 @@ from cjm_pipeline.settings import MARTS, Settings
 ALL = "all"
 MODELS = ("first_touch", "last_touch", "linear", "position_based", "time_decay", "markov")
 SANKEY_STEPS = 6  # columns of the Sankey after '(start)'
+SANKEY_NODES_PER_STEP = 8  # touchpoints per column; the rest are drawn as one node
+OTHER_TOUCHPOINTS = "(other touchpoints)"
 TOP_ACTIONS = 5
 TOP_TOUCHPOINTS = 6
 TOP_OPPORTUNITIES = 8
@@ -392,33 +394,45 @@ class _Reader:
         ]
 
     def sankey(self, level: str) -> dict[str, Any]:
+        """The Sankey of ``agg_transitions`` for the first steps. Per step, the touchpoints
+        beyond the busiest SANKEY_NODES_PER_STEP are drawn as one node, their edges
+        summed (a merged edge has no median gap: medians do not add up)."""
         edges = self.rows(
             "select from_step, from_node, from_node_kind, to_node, to_node_kind, "
             "transitions, median_gap_hours from agg_transitions "
             "where level = ? and from_step < ? order by from_step, transitions desc",
             [level, SANKEY_STEPS],
         )
+        kept = _busiest_nodes(edges)
+
+        def folded(step: int, node: str, kind: str) -> tuple[int, str, str]:
+            if kind == "touchpoint" and (step, node) not in kept:
+                return step, OTHER_TOUCHPOINTS, kind
+            return step, node, kind
+
         nodes: dict[str, dict[str, Any]] = {}
-        links = []
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
         for e in edges:
-            source = self._node(nodes, e["from_step"], e["from_node"], e["from_node_kind"])
-            target = self._node(nodes, e["from_step"] + 1, e["to_node"], e["to_node_kind"])
-            links.append(
-                {
-                    "source": source,
-                    "target": target,
-                    "value": int(e["transitions"]),
-                    "median_gap_hours": e["median_gap_hours"],
-                }
+            step = e["from_step"]
+            source = self._node(nodes, *folded(step, e["from_node"], e["from_node_kind"]))
+            target = self._node(nodes, *folded(step + 1, e["to_node"], e["to_node_kind"]))
+            link = merged.setdefault(
+                (source, target),
+                {"source": source, "target": target, "value": 0, "edges": 0},
             )
+            link["value"] += int(e["transitions"])
+            link["edges"] += 1
+            link["median_gap_hours"] = e["median_gap_hours"] if link["edges"] == 1 else None
+        links = [{k: v for k, v in link.items() if k != "edges"} for link in merged.values()]
         return {"nodes": list(nodes.values()), "links": links}
 
     def _node(self, nodes: dict[str, dict[str, Any]], step: int, node: str, kind: str) -> str:
         key = f"{step}:{node}"
         if key not in nodes:
+            label = self.label(node) if kind == "touchpoint" else node
             nodes[key] = {
                 "id": key,
-                "label": self.label(node) if kind == "touchpoint" else node,
+                "label": "Other touchpoints" if node == OTHER_TOUCHPOINTS else label,
                 "step": step,
                 "kind": kind,
                 "end": END_NODES.get(node),
@@ -498,6 +512,23 @@ class _Reader:
             "summary": {**summary, "journeys": int(journeys)},
             "deviations": deviations,
         }
+
+
+def _busiest_nodes(edges: list[dict[str, Any]]) -> set[tuple[int, str]]:
+    """The (step, node) pairs drawn on their own: per step, the SANKEY_NODES_PER_STEP with
+    the most journeys through them (the larger of what enters and what leaves)."""
+    through: dict[tuple[int, str], list[int]] = {}
+    for e in edges:
+        through.setdefault((e["from_step"], e["from_node"]), [0, 0])[1] += e["transitions"]
+        through.setdefault((e["from_step"] + 1, e["to_node"]), [0, 0])[0] += e["transitions"]
+    by_step: dict[int, list[tuple[int, str]]] = {}
+    for (step, node), (into, out) in through.items():
+        by_step.setdefault(step, []).append((max(into, out), node))
+    kept = set()
+    for step, flows in by_step.items():
+        flows.sort(key=lambda flow: (-flow[0], flow[1]))
+        kept |= {(step, node) for _, node in flows[:SANKEY_NODES_PER_STEP]}
+    return kept
 
 
 def _pain_points(

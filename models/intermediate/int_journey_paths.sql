@@ -1,6 +1,7 @@
 -- One row per journey, level and position: the journey's path at two levels.
---   touchpoint: its steps (runs of one touchpoint and stage), as they happened:
---               customers go back and forth;
+--   touchpoint: runs of one touchpoint over its steps (a newsletter opened, then
+--               clicked, is one position though the two steps differ in stage), as
+--               they happened: customers go back and forth;
 --   stage:      its progress through the stages (the furthest stage so far, which
 --               never goes back), one position per stage reached, skipped stages
 --               left out. Journeys that reach no stage (post-purchase activity
@@ -18,6 +19,24 @@ journeys as (
 
 stages as (
     select * from {{ ref('stages') }}
+),
+
+touchpoint_runs as (
+    select
+        *,
+        case when lag(touchpoint_id) over by_step = touchpoint_id then 0 else 1 end
+            as starts_run
+    from steps
+    window by_step as (partition by journey_id order by step_number)
+),
+
+touchpoint_positions as (
+    select
+        *,
+        sum(starts_run) over (
+            partition by journey_id order by step_number rows unbounded preceding
+        ) as position
+    from touchpoint_runs
 ),
 
 stage_runs as (
@@ -46,12 +65,13 @@ step_nodes as (
     select
         'touchpoint' as level,
         journey_id,
-        step_number as position,
-        touchpoint_id as node,
+        position,
+        any_value(touchpoint_id) as node,
         'touchpoint' as node_kind,
-        started_at,
-        ended_at
-    from steps
+        min(started_at) as started_at,
+        max(ended_at) as ended_at
+    from touchpoint_positions
+    group by journey_id, position
 
     union all
 
