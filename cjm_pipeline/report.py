@@ -131,7 +131,7 @@ def collect(
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "source": f"{source.path.name} (read-only)",
             "initial_persona": persona or ALL,
-            "period_grain": reader.period_grain(),
+            "period_grain": reader.period_grain,
             "stages": stages,
             "personas": personas,
             "views": {p["persona"]: reader.view(p["persona"], stages) for p in personas},
@@ -155,6 +155,8 @@ class _Reader:
         self.con = con
         self.run_date = run_date
         self.journey_gap_days = journey_gap_days
+        row = con.execute("select any_value(period_grain) from agg_stage_funnel").fetchone()
+        self.period_grain = row[0] or "week"
         self.names = dict(
             con.execute("select touchpoint_id, touchpoint_name from dim_touchpoints").fetchall()
         )
@@ -166,10 +168,6 @@ class _Reader:
 
     def label(self, node: str | None) -> str | None:
         return self.names.get(node, node) if node is not None else None
-
-    def period_grain(self) -> str:
-        row = self.con.execute("select any_value(period_grain) from agg_stage_funnel").fetchone()
-        return row[0] or "week"
 
     def stages(self) -> list[dict[str, Any]]:
         return self.rows(
@@ -365,7 +363,7 @@ class _Reader:
         ]
 
     def dropoff_over_time(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
-        grain = self.period_grain()
+        grain = self.period_grain
         decided_until = self.run_date - timedelta(days=self.journey_gap_days)
         rows = self.rows(
             "select period_start, stage, any_value(stage_order) as stage_order, "
@@ -483,13 +481,16 @@ class _Reader:
     def ideal_path(self) -> dict[str, Any]:
         steps = self.rows("select step, stage, touchpoint_id, label from ideal_path order by step")
         journeys = self.con.execute("select count(*) from fct_journey_conformance").fetchone()[0]
+        reached = dict(
+            self.con.execute(
+                "select ideal_path.step, count(conformance.journey_id) from ideal_path "
+                "left join fct_journey_conformance as conformance "
+                "on conformance.steps_followed >= ideal_path.step group by ideal_path.step"
+            ).fetchall()
+        )
         for s in steps:
-            reached = self.con.execute(
-                "select count(*) from fct_journey_conformance where steps_followed >= ?",
-                [s["step"]],
-            ).fetchone()[0]
-            s["reached"] = int(reached)
-            s["reached_share"] = _rate(reached, journeys)
+            s["reached"] = int(reached.get(s["step"], 0))
+            s["reached_share"] = _rate(s["reached"], journeys)
         summary = dict.fromkeys(("followed", "on_path", "deviated", "stopped"), 0)
         for conformance, n in self.con.execute(
             "select conformance, count(*) from fct_journey_conformance group by conformance"
@@ -543,6 +544,7 @@ def _pain_points(
         (s for s in stages if s["dropped"] > 0), key=lambda s: s["dropped"], reverse=True
     )
     worst = {s["stage"] for s in by_drops[:2]}
+    names = {t["touchpoint_id"]: t["name"] for t in touchpoints}
     for s in stages:
         points = s["pain_points"]
         if s["stage"] in worst:
@@ -566,7 +568,6 @@ def _pain_points(
                 }
             )
         felt = emotion.get(s["stage"], {}).get("touchpoints", {})
-        names = {t["touchpoint_id"]: t["name"] for t in touchpoints}
         rated = [(v["average_rating"], k) for k, v in felt.items() if v["ratings"] >= 5]
         negative = [(v["average_sentiment"], k) for k, v in felt.items() if v["texts"] >= 5]
         if rated and min(rated)[0] < 3.5:

@@ -1115,6 +1115,27 @@
     return Math.min(1, Math.max(step, Math.ceil(max / step - 1e-9) * step));
   }
 
+  /** Horizontal grid lines with their value labels, from 0 to yMax in equal ticks. */
+  function yGrid(parent, { ticks, yMax, yOf, x1, x2, format }) {
+    for (let t = 0; t <= ticks; t++) {
+      const v = (yMax / ticks) * t;
+      parent.append(
+        s("line", { class: "grid-line", x1, x2, y1: yOf(v), y2: yOf(v) }),
+        s(
+          "text",
+          {
+            class: "tick-label",
+            x: x1 - 7,
+            y: yOf(v),
+            "text-anchor": "end",
+            "dominant-baseline": "middle",
+          },
+          format(v),
+        ),
+      );
+    }
+  }
+
   function renderDropoffOverTime(view) {
     const svg = clear(byId("dropoff-chart"));
     const legend = clear(byId("dropoff-legend"));
@@ -1154,23 +1175,7 @@
 
     // Axes and grid: five horizontal lines, and at most about a dozen date labels.
     const axis = s("g", { class: "axes" });
-    for (let t = 0; t <= 5; t++) {
-      const v = (yMax / 5) * t;
-      axis.append(
-        s("line", { class: "grid-line", x1: m.left, x2: width - m.right, y1: yOf(v), y2: yOf(v) }),
-        s(
-          "text",
-          {
-            class: "tick-label",
-            x: m.left - 8,
-            y: yOf(v),
-            "text-anchor": "end",
-            "dominant-baseline": "middle",
-          },
-          fmtPct(v),
-        ),
-      );
-    }
+    yGrid(axis, { ticks: 5, yMax, yOf, x1: m.left, x2: width - m.right, format: fmtPct });
     const every = Math.max(1, Math.ceil(periods.length / 12));
     periods.forEach((p, i) => {
       if (i % every) return;
@@ -1412,23 +1417,7 @@
     const power = 10 ** Math.floor(Math.log10(top));
     const yMax = [1, 2, 5, 10].map((f) => f * power).find((v) => v >= top) || top;
     const yOf = (v) => m.top + plotH - (Math.max(0, v) / yMax) * plotH;
-    for (let t = 0; t <= 4; t++) {
-      const v = (yMax / 4) * t;
-      svg.append(
-        s("line", { class: "grid-line", x1: m.left, x2: width - m.right, y1: yOf(v), y2: yOf(v) }),
-        s(
-          "text",
-          {
-            class: "tick-label",
-            x: m.left - 6,
-            y: yOf(v),
-            "text-anchor": "end",
-            "dominant-baseline": "middle",
-          },
-          fmtInt(v),
-        ),
-      );
-    }
+    yGrid(svg, { ticks: 4, yMax, yOf, x1: m.left, x2: width - m.right, format: fmtInt });
     const groupW = plotW / rows.length;
     const barW = Math.max(2, Math.min(18, (groupW * 0.8) / models.length));
     rows.forEach((r, gi) => {
