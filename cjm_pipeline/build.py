@@ -21,8 +21,6 @@ from pathlib import Path
 
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
 
-FUNNEL_PERIODS = ("day", "week", "month")
-
 
 class BuildError(RuntimeError):
     """The dbt build failed; the message names the failing nodes."""
@@ -82,7 +80,12 @@ def fingerprint(settings: Settings) -> str:
     settings, the project's vars, the seeds and the model SQL. When it changes, the next
     build is a full refresh, so history is never classified two ways."""
     digest = hashlib.sha256()
-    for key in ("session_gap_minutes", "session_cap_hours", "journey_gap_days"):
+    for key in (
+        "session_gap_minutes",
+        "session_cap_hours",
+        "journey_gap_days",
+        "max_customers_per_identifier",
+    ):
         digest.update(f"{key}={getattr(settings, key)};".encode())
     digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
     models = PROJECT_ROOT / "models"
@@ -126,10 +129,6 @@ def plan_build(
 
 
 def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
-    if settings.funnel_period not in FUNNEL_PERIODS:
-        raise ValueError(
-            f"CJM_FUNNEL_PERIOD={settings.funnel_period!r}: choose one of {FUNNEL_PERIODS}"
-        )
     return {
         "run_date": plan.run_date.isoformat(),
         "session_gap_minutes": settings.session_gap_minutes,
@@ -140,6 +139,7 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "last_success_build_id": plan.last_success_build_id,
         "funnel_period": settings.funnel_period,
         "attribution_half_life_days": settings.attribution_half_life_days,
+        "max_customers_per_identifier": settings.max_customers_per_identifier,
     }
 
 

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cjm_pipeline.settings import get_settings
+from cjm_pipeline.settings import SettingsError, get_settings, unknown_variables
 
 app = typer.Typer(
     help="cjm-pipeline: customer journeys from web, email, social and review events.",
@@ -287,12 +287,32 @@ def manifest(data_dir: DataDir = None) -> None:
     typer.echo(f"manifest: {path}")
 
 
+def check_settings() -> int:
+    """Every command starts by checking the settings: one line per bad value, naming the
+    variable and what it accepts (exit status 2), and a warning per unknown variable."""
+    for warning in unknown_variables():
+        typer.echo(f"warning: {warning}", err=True)
+    try:
+        get_settings()
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            typer.echo(f"error: {line}", err=True)
+        return 2
+    return 0
+
+
 def main() -> None:
+    code = check_settings()
+    if code:
+        sys.exit(code)
     try:
         app()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        code = 2
     if "duckdb_engine" in sys.modules:
         # Great Expectations with duckdb-engine leaves duckdb objects that the bindings
         # list as "leaked" at interpreter exit: a page of harmless noise after every

@@ -1,14 +1,21 @@
-"""One settings object for the CLI, the ingestion runner and (later) the DAG.
+"""One settings object for the CLI, the ingestion runner and the DAG.
 
 Every field can be overridden by an environment variable named ``CJM_<FIELD>``
-(for example ``CJM_DATA_DIR=/srv/cjm/data`` or ``CJM_SALT=...``).
+(for example ``CJM_DATA_DIR=/srv/cjm/data`` or ``CJM_SALT=...``). Values are checked
+when the settings are made, so a bad value stops any command at once with one line
+naming the variable and what it accepts (``SettingsError``), not at build time.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +42,44 @@ MARTS: tuple[str, ...] = (
 )
 
 
+# Identifier values that cannot identify a person: SDK placeholders, serialised nulls and
+# booleans, and the all-zero device id. They never become identity nodes, whatever
+# CJM_IDENTITY_DENY_LIST adds to them. Compared lower case, without surrounding spaces.
+IDENTITY_PLACEHOLDERS: frozenset[str] = frozenset(
+    {
+        "",
+        "true",
+        "false",
+        "null",
+        "none",
+        "nil",
+        "nan",
+        "undefined",
+        "0",
+        "-1",
+        "-",
+        "n/a",
+        "na",
+        "unknown",
+        "anonymous",
+        "guest",
+        "[object object]",
+        "00000000-0000-0000-0000-000000000000",
+    }
+)
+# DuckDB's memory_limit: a number and a unit (1000^i KB..TB or 1024^i KiB..TiB), or a
+# percentage of the machine's memory.
+MEMORY_LIMIT = re.compile(r"^\s*\d+(\.\d+)?\s*(([KMGT]i?)?B|%)\s*$", re.IGNORECASE)
+# Environment variables of the project that are not fields of Settings.
+OTHER_VARIABLES: frozenset[str] = frozenset(
+    {"CJM_LAKE_DIR", "CJM_SCHEDULE", "CJM_START_DATE", "CJM_CATCHUP"}
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names the variable."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CJM_", extra="ignore")
 
@@ -47,30 +92,34 @@ class Settings(BaseSettings):
         description="Salt prepended to emails and social handles before SHA-256.",
     )
     time_zone: str = Field("UTC", description="Business time zone for reporting periods.")
-    session_gap_minutes: int = Field(30, description="Inactivity that splits sessions.")
-    session_cap_hours: int = Field(12, description="Longest a session may run before a split.")
-    journey_gap_days: int = Field(30, description="Inactivity that ends a journey.")
+    session_gap_minutes: int = Field(30, gt=0, description="Inactivity that splits sessions.")
+    session_cap_hours: int = Field(
+        12, gt=0, description="Longest a session may run before a split."
+    )
+    journey_gap_days: int = Field(30, gt=0, description="Inactivity that ends a journey.")
     late_window_days: int = Field(
-        5, description="How late an event may land after it happened and still be expected."
+        5, ge=0, description="How late an event may land after it happened and still be expected."
     )
     dedupe_lookback_days: int = Field(
-        14, description="Landing dates on either side searched for re-delivered events."
+        14, ge=0, description="Landing dates on either side searched for re-delivered events."
     )
     max_event_age_days: int = Field(
-        90, description="Events older than this at landing are quarantined as stale."
+        90, gt=0, description="Events older than this at landing are quarantined as stale."
     )
     future_tolerance_hours: int = Field(
-        24, description="Events stamped this far past the landing day's end are quarantined."
+        24, ge=0, description="Events stamped this far past the landing day's end are quarantined."
     )
-    ingest_workers: int = Field(2, description="Sources ingested in parallel processes.")
+    ingest_workers: int = Field(2, ge=1, description="Sources ingested in parallel processes.")
     build_path: Path = Field(
         PROJECT_ROOT / "warehouse" / "build" / "cjm.duckdb",
         description="The DuckDB database dbt builds into (kept between nights).",
     )
     build_lookback_days: int = Field(
-        3, description="Landing dates an incremental build re-reads for late events."
+        3, ge=0, description="Landing dates an incremental build re-reads for late events."
     )
-    funnel_period: str = Field("week", description="Grain of funnel periods: day, week, month.")
+    funnel_period: Literal["day", "week", "month"] = Field(
+        "week", description="Grain of funnel periods: day, week, month."
+    )
     attribution_half_life_days: float = Field(
         7.0, gt=0, description="Half-life of the time-decay attribution model, in days."
     )
@@ -78,17 +127,94 @@ class Settings(BaseSettings):
         "3GB",
         description="DuckDB memory_limit for builds (the build tree peaks about 1 GiB above it).",
     )
-    duckdb_threads: int = Field(2, description="DuckDB threads for builds.")
+    duckdb_threads: int = Field(2, ge=1, description="DuckDB threads for builds.")
     keep_snapshots: int = Field(
-        3, description="Published snapshots kept for `cjm rollback` (the served one included)."
+        3,
+        ge=1,
+        description="Published snapshots kept for `cjm rollback` (the served one included).",
     )
     max_quarantine_share: float = Field(
-        0.02, description="Largest share of a day's records of one source that may be quarantined."
+        0.02,
+        ge=0,
+        le=1,
+        description="Largest share of a day's records of one source that may be quarantined.",
     )
     row_count_band: float = Field(
         0.5,
+        ge=0,
+        le=1,
         description="A mart's row count may fall at most this share below the served night's.",
     )
+
+    quarantine_significance: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="A day's quarantine share is critical only when it is this significantly "
+        "above CJM_MAX_QUARANTINE_SHARE (one-sided binomial test for the day's count).",
+    )
+    # Bounds on what one landing file may cost: a record over them is quarantined with
+    # its reason, a file over them is quarantined whole, and the rest of the night lands.
+    max_file_bytes: ByteSize = Field(
+        ByteSize(1 << 30), description="Largest landing file, after decompression."
+    )
+    max_compression_ratio: float = Field(
+        200.0,
+        gt=1,
+        description="A compressed file that grows more than this many times is refused "
+        "(a decompression bomb).",
+    )
+    max_line_bytes: ByteSize = Field(
+        ByteSize(8 << 20), description="Longest line (JSON lines) or record (CSV)."
+    )
+    max_field_chars: int = Field(
+        1 << 20, gt=0, description="Longest field of a CSV record, in characters."
+    )
+    max_file_rejects: int = Field(
+        10_000,
+        gt=0,
+        description="A file with more rejected records than this, most of what it held, is "
+        "quarantined whole instead of record by record.",
+    )
+    identity_deny_list: str = Field(
+        "",
+        description="Comma-separated identifier values that never identify a person, "
+        "beyond the built-in placeholders (true, null, undefined, 0, ...).",
+    )
+    max_customers_per_identifier: int = Field(
+        5,
+        gt=0,
+        description="An identifier linked to more distinct customers than this (a shared "
+        "device, a shared mailbox) is reported and not used to merge them.",
+    )
+    lock_wait_seconds: int = Field(
+        1800,
+        ge=0,
+        description="How long a scheduled task waits for another night's lock before failing "
+        "(the command line waits only when told to).",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("an IANA time zone name such as UTC or Europe/Lisbon") from exc
+        return value
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: str) -> str:
+        if not MEMORY_LIMIT.match(value):
+            raise ValueError("a size such as 3GB, 512MiB or 80%")
+        return value.strip()
+
+    @property
+    def identity_deny_values(self) -> frozenset[str]:
+        """Identifier values that are never identity nodes (lower case)."""
+        extra = {v.strip().lower() for v in self.identity_deny_list.split(",") if v.strip()}
+        return IDENTITY_PLACEHOLDERS | extra
 
     @property
     def warehouse_dir(self) -> Path:
@@ -144,6 +270,59 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (used by the CLI flags)."""
+    """Settings from the environment, with explicit overrides (used by the CLI flags).
+
+    Raises ``SettingsError`` with one line per bad value, naming its variable and what
+    it accepts.
+    """
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise SettingsError(settings_problems(exc, set(clean))) from None
+
+
+def settings_problems(exc: ValidationError, overridden: set[str] = frozenset()) -> str:
+    """One line per invalid setting: the variable, the value it had, what it accepts."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        variable = f"the option for {name}" if name in overridden else f"CJM_{name.upper()}"
+        value = error.get("input")
+        accepted = _accepted(name, error)
+        lines.append(f"{variable}={value!r} is not valid: expected {accepted}")
+    return "\n".join(lines)
+
+
+def _accepted(name: str, error: dict) -> str:
+    field = Settings.model_fields.get(name)
+    kind = error.get("type", "")
+    context = error.get("ctx") or {}
+    if kind == "value_error":
+        return str(context.get("error", error.get("msg", "")))
+    if kind == "literal_error":
+        return f"one of {context.get('expected', '')}"
+    if kind == "byte_size":
+        return "a size in bytes, such as 1GiB, 512MB or 1048576"
+    bounds = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    metadata = field.metadata if field is not None else []
+    limits = [f"{bounds[k]} {getattr(m, k)}" for m in metadata for k in bounds if hasattr(m, k)]
+    limits = limits or [f"{bounds[k]} {v}" for k, v in context.items() if k in bounds]
+    annotation = field.annotation if field is not None else None
+    what = {int: "a whole number", float: "a number", bool: "true or false"}.get(
+        annotation, "a valid value"
+    )
+    return what + (f" {' and '.join(limits)}" if limits else "")
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """``CJM_*`` variables that no setting reads (a typo is otherwise silently ignored),
+    each with the closest known name when there is one."""
+    environ = os.environ if environ is None else environ
+    known = {f"CJM_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    lines = []
+    for variable in sorted(v for v in environ if v.startswith("CJM_") and v not in known):
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{variable} is not a setting of cjm and is ignored{hint}")
+    return lines
