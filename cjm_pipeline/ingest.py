@@ -3,11 +3,21 @@
 For each (source, date): parse every landing file with the source's adapter, drop
 events already seen (in the same batch, or on another landing date within the
 dedupe lookback), write the accepted events and the quarantine as Parquet
-partitions, and write a manifest whose counts always reconcile:
-``read = accepted + quarantined + duplicates``.
+partitions, and write a manifest whose counts always reconcile, per file and in
+total: ``read = accepted + quarantined + duplicates``.
 
-Each partition is one file replaced atomically, so re-ingesting a date leaves the
-lake exactly as one ingest would, and a reader never sees half a partition.
+The landing folder is a trust boundary. Only regular files directly in it are read;
+links, sub-folders, FIFOs, hidden files and files of another format are listed in the
+manifest with the reason they were skipped, never opened. Any failure while reading
+one file quarantines that file whole with its reason, and the rest of the night lands.
+
+Partitions and the manifest that describes them change as one step: the new files are
+written under temporary names, a journal naming them is written next to the manifest,
+then the files are renamed into place and the journal becomes the manifest. A run
+killed anywhere leaves either the old state or a journal the next ingest of the
+source completes (``recover``), so a manifest always reconciles with its partition.
+Re-ingesting a date leaves the lake exactly as one ingest would, and a reader never
+sees half a partition.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ import contextlib
 import json
 import multiprocessing
 import os
+import stat
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,9 +40,9 @@ from types import ModuleType
 import polars as pl
 
 from cjm_pipeline.settings import ALL_SOURCES, Settings
-from transforms import crm, email, reviews, social, web
+from transforms import crm, email, pii, reviews, social, web
 from transforms.common import AdapterResult, BatchContext, whole_file_rejected
-from transforms.readers import UnreadableFileError
+from transforms.readers import Limits, UnreadableFileError
 from transforms.schema import CANONICAL_SCHEMA, CRM_SCHEMA, QUARANTINE_SCHEMA
 
 ADAPTERS: dict[str, ModuleType] = {
@@ -46,6 +58,10 @@ QUARANTINE_FILE = "quarantine.parquet"
 CRM_FILE = "customers.parquet"
 
 
+class LakeWriteError(OSError):
+    """Writing the lake failed (a full disk, say); what was there is left as it was."""
+
+
 @dataclass
 class FileCount:
     file: str
@@ -53,6 +69,18 @@ class FileCount:
     accepted: int
     quarantined: int
     note: str = ""
+    duplicates: int = 0
+
+    def reconciles(self) -> bool:
+        return self.read == self.accepted + self.quarantined + self.duplicates
+
+
+@dataclass
+class Skipped:
+    """An entry of the landing folder that was not read, and why."""
+
+    entry: str
+    reason: str
 
 
 @dataclass
@@ -68,25 +96,93 @@ class Manifest:
     duplicates_in_batch: int = 0
     duplicates_other_dates: int = 0
     files: list[FileCount] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def reconciles(self) -> bool:
-        return self.read == self.accepted + self.quarantined + self.duplicates
+        totals = self.read == self.accepted + self.quarantined + self.duplicates
+        return totals and all(f.reconciles() for f in self.files)
 
-    def write(self, path: Path) -> None:
-        _atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Manifest:
+        data = dict(data)
+        data["files"] = [FileCount(**f) for f in data.get("files", [])]
+        data["skipped"] = [Skipped(**s) for s in data.get("skipped", [])]
+        return cls(**data)
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        data = json.loads(path.read_text())
-        data["files"] = [FileCount(**f) for f in data["files"]]
-        return cls(**data)
+        return cls.from_dict(json.loads(path.read_text()))
 
 
-def landing_files(folder: Path, globs: Iterable[str]) -> list[Path]:
-    found = {p for g in globs for p in folder.glob(g) if p.is_file() and not p.name.startswith(".")}
-    return sorted(found)
+def landing_files(
+    folder: Path, globs: Iterable[str], root: Path
+) -> tuple[list[Path], list[Skipped]]:
+    """The files of a landing folder to read, and every other entry with its reason.
+
+    Nothing is followed or opened here: an entry is read only if it is a regular file
+    directly in the folder (not a link), matches one of the source's patterns, is not
+    hidden, and the folder itself lies inside ``root`` (the data directory) without
+    passing through a link.
+    """
+    outside = _outside(folder, root)
+    if outside:
+        return [], [Skipped(folder.name, outside)]
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            name = pii.mask_string(entry.name)
+            why = _why_skipped(entry, globs)
+            if why:
+                skipped.append(Skipped(name, why))
+            else:
+                files.append(Path(entry.path))
+    return files, skipped
+
+
+def _outside(folder: Path, root: Path) -> str:
+    """Why a landing folder may not be read ('' when it may): a link on the way from
+    the data directory to it would let a landing folder point anywhere."""
+    try:
+        relative = folder.relative_to(root)
+    except ValueError:
+        return f"{folder} is not inside the data directory {root}"
+    step = root
+    for part in relative.parts:
+        step = step / part
+        if step.is_symlink():
+            return (
+                f"{step} is a symbolic link: landing folders are not read through links "
+                "(copy the files into a real folder)"
+            )
+    resolved, base = folder.resolve(), root.resolve()
+    if not resolved.is_relative_to(base):
+        return f"{folder} resolves to {resolved}, outside the data directory {base}"
+    return ""
+
+
+def _why_skipped(entry: os.DirEntry, globs: Iterable[str]) -> str:
+    """Why a landing folder entry is not read ('' when it is)."""
+    mode = entry.stat(follow_symlinks=False).st_mode
+    if stat.S_ISLNK(mode):
+        return "a symbolic link: links are not followed (copy the file itself into the folder)"
+    if stat.S_ISDIR(mode):
+        return "a folder: landing folders are flat (put the files directly in the date's folder)"
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        )
+        return f"{kind}, not a regular file: never read"
+    if entry.name.startswith("."):
+        return "a hidden file: hidden files are not read"
+    if not any(Path(entry.name).match(pattern) for pattern in globs):
+        return f"not a file this source reads (expected {', '.join(globs)})"
+    return ""
 
 
 @dataclass
@@ -117,6 +213,9 @@ def ingest(
     of parsed batches wait in memory at a time.
     """
     sources = [_checked(source) for source in sources]
+    for source in sources:
+        for note in recover(settings, source):
+            progress(note)
     tasks = [(source, day) for day in dates for source in sources]
     manifests: list[Manifest] = []
     seen = {source: SeenIds(settings, source) for source, _ in tasks}
@@ -165,7 +264,8 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
     """Ingest one source for one landing date."""
-    return commit_batch(settings, parse_batch(settings, _checked(source), day))
+    recover(settings, _checked(source))
+    return commit_batch(settings, parse_batch(settings, source, day))
 
 
 def _checked(source: str) -> str:
@@ -178,6 +278,27 @@ def _report(manifest: Manifest, progress: Callable[[str], None]) -> None:
     progress(_progress_line(manifest))
     for message in manifest.messages:
         progress(f"    {message}")
+    for entry in manifest.skipped:
+        progress(f"    skipped {entry.entry}: {entry.reason}")
+
+
+def batch_context(settings: Settings, source: str, day: date) -> BatchContext:
+    return BatchContext(
+        source=source,
+        landing_date=day,
+        landing_root=settings.landing_dir,
+        salt=settings.salt,
+        max_event_age_days=settings.max_event_age_days,
+        future_tolerance_hours=settings.future_tolerance_hours,
+        limits=Limits(
+            max_file_bytes=int(settings.max_file_bytes),
+            max_compression_ratio=settings.max_compression_ratio,
+            max_line_bytes=int(settings.max_line_bytes),
+            max_field_chars=settings.max_field_chars,
+        ),
+        max_file_rejects=settings.max_file_rejects,
+        deny=settings.identity_deny_values,
+    )
 
 
 def parse_batch(settings: Settings, source: str, day: date) -> Batch:
@@ -187,7 +308,10 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
     batch = Batch(Manifest(source=source, date=iso, status="ok"))
     manifest = batch.manifest
     folder = settings.landing_dir / source / iso
-    if not folder.is_dir():
+    if not folder.is_dir() or folder.is_symlink():
+        if folder.is_symlink() or folder.exists():
+            why = "is a symbolic link" if folder.is_symlink() else "is not a folder"
+            manifest.skipped.append(Skipped(folder.name, f"{folder} {why}: not read"))
         manifest.status = "missing"
         manifest.messages.append(
             f"no landing folder {folder}: nothing to ingest for {source} on {iso} "
@@ -195,15 +319,8 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
         )
         return batch
 
-    ctx = BatchContext(
-        source=source,
-        landing_date=day,
-        landing_root=settings.landing_dir,
-        salt=settings.salt,
-        max_event_age_days=settings.max_event_age_days,
-        future_tolerance_hours=settings.future_tolerance_hours,
-    )
-    files = landing_files(folder, adapter.FILE_GLOBS)
+    ctx = batch_context(settings, source, day)
+    files, manifest.skipped = landing_files(folder, adapter.FILE_GLOBS, settings.data_dir)
     if not files:
         manifest.messages.append(
             f"landing folder {folder} holds no {source} files "
@@ -219,9 +336,9 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
             FileCount(
                 ctx.relative(path),
                 result.read,
-                result.events.height,
+                result.accepted,
                 result.quarantine.height,
-                note,
+                "; ".join(result.notes),
             )
         )
 
@@ -230,9 +347,11 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
     if source != "crm":
         # Within the batch the first delivery in file order wins; everything that does
         # not depend on other dates is done here, in the (parallel) parse step.
-        first = accepted.filter(pl.col("event_id").is_first_distinct())
-        manifest.duplicates_in_batch = accepted.height - first.height
-        accepted = first.sort("occurred_at", "event_id")
+        first = pl.col("event_id").is_first_distinct()
+        _count_duplicates(manifest, accepted.filter(~first))
+        accepted = accepted.filter(first)
+        manifest.duplicates_in_batch = sum(f.duplicates for f in manifest.files)
+        accepted = accepted.sort("occurred_at", "event_id")
     batch.accepted = accepted
     batch.quarantine = (
         pl.concat([r.quarantine for r in results])
@@ -247,37 +366,54 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
     return batch
 
 
+def _count_duplicates(manifest: Manifest, dropped: pl.DataFrame, sign: int = 1) -> None:
+    """Move ``dropped`` events of each file from its accepted count to its duplicates."""
+    if dropped.height == 0:
+        return
+    by_file = dict(dropped.group_by("source_file").len().iter_rows())
+    for count in manifest.files:
+        moved = sign * by_file.get(count.file, 0)
+        count.accepted -= moved
+        count.duplicates += moved
+
+
 def commit_batch(settings: Settings, batch: Batch, seen: SeenIds | None = None) -> Manifest:
-    """Deduplicate a parsed batch against the lake, write it, and write its manifest.
+    """Deduplicate a parsed batch against the lake, then write it and its manifest as
+    one step (see ``write_partitions``).
 
     ``seen`` carries the neighbouring partitions' event ids between the commits
     of one run; without it they are read from the lake.
     """
     manifest = batch.manifest
     source, iso = manifest.source, manifest.date
+    frames: dict[Path, pl.DataFrame] = {}
+    later: list[tuple[date, pl.DataFrame]] = []
     if batch.accepted is not None and batch.quarantine is not None:
         day = date.fromisoformat(iso)
         if source == "crm":
-            _write_parquet(batch.accepted, settings.crm_partition(iso) / CRM_FILE)
+            frames[settings.crm_partition(iso) / CRM_FILE] = batch.accepted
             manifest.accepted = manifest.read - manifest.quarantined
         else:
             seen = seen or SeenIds(settings, source)
             events = _dedupe(seen, day, batch.accepted, manifest)
-            _write_parquet(events, settings.events_partition(source, iso) / EVENTS_FILE)
+            frames[settings.events_partition(source, iso) / EVENTS_FILE] = events
             keyed = _keyed(events["event_id"])
             seen.put(day, keyed)
-            _remove_from_later_dates(seen, day, keyed)
-        _write_parquet(
-            batch.quarantine, settings.quarantine_partition(source, iso) / QUARANTINE_FILE
-        )
+            later = _later_dates_holding(seen, day, keyed)
+        frames[settings.quarantine_partition(source, iso) / QUARANTINE_FILE] = batch.quarantine
     manifest.seconds = round(time.time() - batch.started, 3)
     if not manifest.reconciles():
-        raise AssertionError(f"counts do not reconcile for {source} {iso}: {manifest}")
-    manifest.write(settings.manifest_path(source, iso))
+        raise RuntimeError(f"counts do not reconcile for {source} {iso}: {manifest}")
+    write_partitions(settings, source, iso, frames, manifest)
+    for other, shared in later:
+        _remove_from_later_date(seen, other, shared)
     return manifest
 
 
 def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterResult, str]:
+    """One file through its adapter. Whatever goes wrong while reading it (a bad
+    format, a limit passed, a bug met by a strange record) quarantines that file whole
+    with the reason, and the rest of the batch goes on."""
     rel = ctx.relative(path)
     try:
         if path.stat().st_size == 0:
@@ -289,10 +425,18 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
             return empty, f"{rel} is empty: nothing to read"
         return adapter.parse_file(path, ctx), ""
     except (UnreadableFileError, OSError) as exc:
+        reason = getattr(exc, "reason", "unreadable_file")
+        problem = str(exc) if isinstance(exc, UnreadableFileError) else f"{exc.strerror or exc}"
+        message = f"could not read the file ({problem}); it was quarantined whole, the rest landed"
+    except Exception as exc:  # a record the adapter cannot handle must not stop the night
+        reason = "parse_error"
         message = (
-            f"could not read the file ({exc}); it was quarantined whole, the rest still landed"
+            f"the {ctx.source} adapter failed on this file ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); it was quarantined whole and the rest landed: report it "
+            "with the file's quarantine detail"
         )
-        return whole_file_rejected(ctx, path, "unreadable_file", message), f"{rel}: {message}"
+    message = pii.mask_string(message)
+    return whole_file_rejected(ctx, path, reason, message), f"{rel}: {message}"
 
 
 def _keyed(event_ids: pl.Series) -> pl.DataFrame:
@@ -357,51 +501,182 @@ def _dedupe(seen: SeenIds, day: date, events: pl.DataFrame, manifest: Manifest) 
     if earlier:
         shared = _shared_ids(pl.concat(earlier), _keyed(events["event_id"]))
         if shared.len():
-            fresh = events.filter(~pl.col("event_id").is_in(shared.implode()))
+            is_shared = pl.col("event_id").is_in(shared.implode())
+            _count_duplicates(manifest, events.filter(is_shared))
+            fresh = events.filter(~is_shared)
     manifest.duplicates_other_dates = events.height - fresh.height
     manifest.duplicates = manifest.duplicates_in_batch + manifest.duplicates_other_dates
     manifest.accepted = fresh.height
     return fresh
 
 
-def _remove_from_later_dates(seen: SeenIds, day: date, keyed: pl.DataFrame) -> None:
+def _later_dates_holding(
+    seen: SeenIds, day: date, keyed: pl.DataFrame
+) -> list[tuple[date, pl.Series]]:
+    """The later landing dates that hold some of ``day``'s events, and those events."""
+    found = []
+    for other, later_ids in seen.neighbours(day, later=True):
+        shared = _shared_ids(later_ids, keyed)
+        if shared.len():
+            found.append((other, shared))
+    return found
+
+
+def _remove_from_later_date(seen: SeenIds, other: date, shared: pl.Series) -> None:
     """A re-delivered event belongs to the earliest landing date that holds it.
 
     When an earlier date is ingested after a later one (a backfill), the later
-    partitions lose the events the earlier one now holds, and their manifests say so.
+    partition loses the events the earlier one now holds, and its manifest says so;
+    the two change as one step.
     """
     settings = seen.settings
-    for other, later_ids in seen.neighbours(day, later=True):
-        shared = _shared_ids(later_ids, keyed)
-        if shared.len() == 0:
-            continue
-        path = settings.events_partition(seen.source, other.isoformat()) / EVENTS_FILE
-        events = pl.read_parquet(path)
-        kept = events.filter(~pl.col("event_id").is_in(shared.implode()))
-        removed = events.height - kept.height
-        _write_parquet(kept, path)
-        seen.put(other, _keyed(kept["event_id"]))
-        manifest_path = settings.manifest_path(seen.source, other.isoformat())
-        if manifest_path.exists():
-            later = Manifest.load(manifest_path)
-            later.accepted -= removed
-            later.duplicates += removed
-            later.duplicates_other_dates += removed
-            later.write(manifest_path)
+    path = settings.events_partition(seen.source, other.isoformat()) / EVENTS_FILE
+    events = pl.read_parquet(path)
+    is_shared = pl.col("event_id").is_in(shared.implode())
+    kept = events.filter(~is_shared)
+    removed = events.height - kept.height
+    manifest_path = settings.manifest_path(seen.source, other.isoformat())
+    later = None
+    if manifest_path.exists():
+        later = Manifest.load(manifest_path)
+        later.accepted -= removed
+        later.duplicates += removed
+        later.duplicates_other_dates += removed
+        _count_duplicates(later, events.filter(is_shared))
+    write_partitions(settings, seen.source, other.isoformat(), {path: kept}, later)
+    seen.put(other, _keyed(kept["event_id"]))
 
 
-def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
-    os.replace(tmp, path)
+# Writing the lake: partitions and their manifest as one step ------------------------
+
+JOURNAL_SUFFIX = ".journal"
+
+
+def _journal_path(settings: Settings, source: str, iso: str) -> Path:
+    manifest = settings.manifest_path(source, iso)
+    return manifest.with_name(f".{manifest.name}{JOURNAL_SUFFIX}")
+
+
+def _temp_name(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}.tmp")
+
+
+def write_partitions(
+    settings: Settings,
+    source: str,
+    iso: str,
+    frames: dict[Path, pl.DataFrame],
+    manifest: Manifest | None,
+) -> None:
+    """Replace partition files and the manifest that describes them, as one step.
+
+    The files are written and flushed under temporary names first; then a journal
+    (next to the manifest) names each rename to do and holds the new manifest; then
+    the renames are done and the journal becomes the manifest. A failure before the
+    journal exists (a full disk) removes the temporary files and leaves the lake as
+    it was; a kill after it leaves a journal that ``recover`` completes.
+    """
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    journal_path = _journal_path(settings, source, iso)
+    staged: dict[Path, Path] = {}
+    try:
+        for path, frame in frames.items():
+            temp = _temp_name(path, tag)
+            staged[temp] = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(temp, compression="zstd", compression_level=1, statistics=True)
+            _fsync(temp)
+        journal = {
+            "renames": {
+                str(t.relative_to(settings.lake_dir)): str(p.relative_to(settings.lake_dir))
+                for t, p in staged.items()
+            },
+            "manifest": asdict(manifest) if manifest else None,
+        }
+        _atomic_write_text(journal_path, json.dumps(journal) + "\n")
+    except OSError as exc:
+        for temp in staged:
+            temp.unlink(missing_ok=True)
+        where = next(iter(staged), journal_path)
+        raise LakeWriteError(
+            exc.errno,
+            f"writing {where} failed ({exc.strerror or exc}); the lake is as it was before "
+            f"this ingest of {source} {iso}: free space or fix the cause, then ingest the "
+            "date again",
+        ) from exc
+    _apply_journal(settings, journal_path)
+
+
+def _apply_journal(settings: Settings, journal_path: Path) -> None:
+    """Do a journal's renames (those not done yet), then make its manifest current."""
+    journal = json.loads(journal_path.read_text())
+    folders = set()
+    for temp, final in journal["renames"].items():
+        source, target = settings.lake_dir / temp, settings.lake_dir / final
+        if source.exists():
+            os.replace(source, target)
+            folders.add(target.parent)
+    for folder in folders:
+        _fsync(folder)
+    if journal["manifest"] is not None:
+        manifest = Manifest.from_dict(journal["manifest"])
+        _atomic_write_text(
+            settings.manifest_path(manifest.source, manifest.date), manifest.to_json()
+        )
+    journal_path.unlink()
+    _fsync(journal_path.parent)
+
+
+def recover(settings: Settings, source: str) -> list[str]:
+    """Finish what a killed ingest of ``source`` left: complete every journal (its
+    files were written before it was), then delete temporary files no journal names.
+    Returns a line per repair."""
+    notes = []
+    manifests = settings.lake_dir / "manifests"
+    for journal_path in sorted(manifests.glob(f"date=*/.{source}.json{JOURNAL_SUFFIX}")):
+        try:
+            _apply_journal(settings, journal_path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LakeWriteError(
+                getattr(exc, "errno", None),
+                f"the ingest journal {journal_path} could not be completed ({exc}); "
+                "delete it and ingest its date again",
+            ) from exc
+        notes.append(f"completed an interrupted ingest of {source} ({journal_path.parent.name})")
+    kinds = [f"events/source={source}", f"quarantine/source={source}"]
+    if source == "crm":
+        kinds = ["crm_customers", "quarantine/source=crm"]
+    leftovers = {
+        *(p for kind in kinds for p in (settings.lake_dir / kind).glob("date=*/.*.tmp")),
+        *manifests.glob(f"date=*/.{source}.json.*.tmp"),
+    }
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    if leftovers:
+        notes.append(f"removed {len(leftovers)} temporary file(s) of an interrupted ingest")
+    return notes
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _progress_line(m: Manifest) -> str:

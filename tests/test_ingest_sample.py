@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -118,7 +120,8 @@ def test_reingest_and_backfill_order_leave_the_same_lake(sample, tmp_path, order
     """Ingesting twice, or in reverse date order, gives the lake of one forward pass."""
     expected = _lake_digest(sample.lake_dir)
     copy = Settings(data_dir=tmp_path, salt=sample.salt)
-    (tmp_path / "landing").symlink_to(sample.landing_dir)
+    # Hard links: a landing folder reached through a symbolic link is refused.
+    shutil.copytree(sample.landing_dir, tmp_path / "landing", copy_function=os.link)
     dates = sample_dates() if order == "forward" else list(reversed(sample_dates()))
     ingest(copy, dates, progress=lambda _: None)
     ingest(copy, dates, progress=lambda _: None)

@@ -1,18 +1,38 @@
-"""What every adapter shares: the batch context, validation rules, and the final
-mapping of a validated frame onto the canonical schema."""
+"""What every adapter shares: the batch context, validation rules, the chunked run of an
+adapter over one file, and the final mapping of a validated frame onto the canonical
+schema, where the personal-data policy of every column is enforced (``make_safe``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from transforms import pii
-from transforms.readers import ParsedFile
-from transforms.schema import CANONICAL_SCHEMA, QUARANTINE_SCHEMA
+from transforms.readers import Limits, ParsedFile
+from transforms.schema import (
+    CANONICAL_SCHEMA,
+    COLUMN_POLICY,
+    CRM_SCHEMA,
+    IDENTIFIER,
+    IDENTITY,
+    JSON,
+    QUARANTINE_POLICY,
+    QUARANTINE_SCHEMA,
+    RAW,
+    TEXT,
+    URL,
+)
+
+# The largest magnitude an epoch-seconds timestamp may have (year 5138): anything
+# beyond cannot be a time and would overflow microseconds.
+MAX_EPOCH_SECONDS = 1e11
+# Largest order value taken as a number; beyond it, or not finite, it is wrong_type.
+MAX_REVENUE = 1e12
 
 
 @dataclass(frozen=True)
@@ -25,6 +45,10 @@ class BatchContext:
     salt: str
     max_event_age_days: int = 90
     future_tolerance_hours: int = 24
+    limits: Limits = field(default_factory=Limits)
+    max_file_rejects: int = 10_000
+    # Identifier values that never identify a person (lower case, trimmed).
+    deny: frozenset[str] = frozenset()
 
     @property
     def ingested_at(self) -> datetime:
@@ -41,10 +65,28 @@ class BatchContext:
         return self.ingested_at - timedelta(days=self.max_event_age_days)
 
     def relative(self, path: Path) -> str:
+        """The file's name as manifests and details show it. A name holding an address
+        or handle is masked, and marked with a salted digest of the real name so two
+        such files still have names of their own."""
         try:
-            return path.relative_to(self.landing_root).as_posix()
+            rel = path.relative_to(self.landing_root).as_posix()
         except ValueError:
-            return path.as_posix()
+            rel = path.as_posix()
+        masked = pii.mask_string(rel)
+        if masked == rel:
+            return rel
+        digest = hashlib.sha256(f"{self.salt}{rel}".encode()).hexdigest()[:12]
+        return f"{masked}#{digest}"
+
+    def identity(self, expr: pl.Expr) -> pl.Expr:
+        """An identifier, or null where it is a placeholder that identifies nobody."""
+        key = expr.str.strip_chars().str.to_lowercase()
+        return pl.when(key.is_in(list(self.deny))).then(None).otherwise(expr)
+
+    def handle(self, platform: pl.Expr, handle: pl.Expr) -> pl.Expr:
+        """``platform:handle`` for hashing, or null for a placeholder handle."""
+        bare = handle.str.strip_chars().str.strip_chars_start("@")
+        return pii.normalise_handle(platform, self.identity(bare))
 
 
 @dataclass(frozen=True)
@@ -58,9 +100,18 @@ class Rule:
 
 @dataclass
 class AdapterResult:
+    """One file's output: rows to write, quarantined records, and records read and
+    accepted (for the crm, ``events`` holds identity edges, several per record)."""
+
     events: pl.DataFrame
     quarantine: pl.DataFrame
     read: int
+    accepted: int = -1
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.accepted < 0:
+            self.accepted = self.events.height
 
 
 def parse_timestamp(expr: pl.Expr) -> pl.Expr:
@@ -81,7 +132,7 @@ def parse_timestamp(expr: pl.Expr) -> pl.Expr:
 def parse_epoch_seconds(expr: pl.Expr) -> pl.Expr:
     seconds = expr.str.strip_chars().cast(pl.Float64, strict=False)
     return (
-        pl.when(seconds.is_finite())
+        pl.when(seconds.is_finite() & (seconds.abs() < MAX_EPOCH_SECONDS))
         .then((seconds * 1_000_000).round().cast(pl.Int64))
         .otherwise(None)
         .cast(pl.Datetime("us", "UTC"))
@@ -155,12 +206,20 @@ def timestamp_rules(ts_text: pl.Expr, occurred_at: pl.Expr, ctx: BatchContext) -
     ]
 
 
-def missing_id_rule(native_id: pl.Expr, field: str) -> Rule:
+def missing_id_rule(native_id: pl.Expr, field: str, ctx: BatchContext) -> Rule:
+    """A record needs an id of its own: a placeholder ("undefined", "null", ...) shared
+    by many records would make them one event."""
     return Rule(
         "missing_id",
-        native_id.is_null() | (native_id.str.strip_chars() == ""),
+        ctx.identity(native_id).is_null() | (native_id.str.strip_chars() == ""),
         pl.lit(f"the record has no {field}; it cannot be deduplicated or traced"),
     )
+
+
+def number(text: pl.Expr, largest: float = MAX_REVENUE) -> pl.Expr:
+    """A finite number within +-largest, else null (a rule then names the text)."""
+    value = text.cast(pl.Float64, strict=False)
+    return pl.when(value.is_finite() & (value.abs() <= largest)).then(value)
 
 
 def vocabulary_rule(event_type: pl.Expr, native_name: pl.Expr, field: str) -> Rule:
@@ -182,17 +241,55 @@ def _quoted(expr: pl.Expr) -> pl.Expr:
     )
 
 
-def finish(
-    parsed: ParsedFile, prepared: pl.DataFrame, rules: list[Rule], ctx: BatchContext, path: Path
+def run_adapter(
+    chunks: Iterator[ParsedFile],
+    prepare: Callable[[ParsedFile, BatchContext], tuple[pl.DataFrame, list[Rule]]],
+    ctx: BatchContext,
+    path: Path,
+    output: Callable[[pl.DataFrame, BatchContext, str], pl.DataFrame] | None = None,
 ) -> AdapterResult:
-    """Split a prepared frame into canonical events and quarantined records.
+    """Run an adapter over a file chunk by chunk: ``prepare`` maps a chunk's records to
+    canonical columns and the rules they must pass, ``output`` (default: the canonical
+    event) maps the accepted ones to what is written.
 
-    ``prepared`` holds canonical columns by name plus ``native_id``, ``_line``,
-    ``_raw`` and, where the source has them, ``_email`` and ``_handle`` (normalised,
-    not yet hashed).
+    A file whose rejected records pass ``ctx.max_file_rejects`` while they are most of
+    what it held is broken as a whole (a wrong format, a bomb of empty records): it is
+    quarantined whole, and reading stops there.
     """
-    accepted, quarantine = split(parsed, prepared, rules, ctx, path)
-    return AdapterResult(_to_canonical(accepted, ctx, ctx.relative(path)), quarantine, parsed.read)
+    output = output or to_canonical
+    rel = ctx.relative(path)
+    outputs: list[pl.DataFrame] = []
+    quarantines: list[pl.DataFrame] = []
+    read = accepted = rejected = 0
+    notes: list[str] = []
+    for parsed in chunks:
+        notes += parsed.notes
+        prepared, rules = prepare(parsed, ctx)
+        good, quarantine = split(parsed, prepared, rules, ctx, path)
+        read += parsed.read
+        accepted += good.height
+        rejected += quarantine.height
+        if rejected > ctx.max_file_rejects and 2 * rejected > read:
+            reasons = pl.concat([*quarantines, quarantine])["reason"].value_counts(sort=True)
+            common = ", ".join(f"{r} {n:,}" for r, n in reasons.head(3).iter_rows())
+            return whole_file_rejected(
+                ctx,
+                path,
+                "too_many_rejects",
+                f"{rejected:,} of the first {read:,} records were rejected ({common}), more "
+                f"than CJM_MAX_FILE_REJECTS ({ctx.max_file_rejects:,}): the file was "
+                "quarantined whole; fix the export, then ingest the date again",
+                notes,
+            )
+        outputs.append(output(good, ctx, rel))
+        quarantines.append(quarantine)
+    return AdapterResult(
+        pl.concat(outputs) if len(outputs) != 1 else outputs[0],
+        pl.concat(quarantines) if len(quarantines) != 1 else quarantines[0],
+        read,
+        accepted,
+        notes,
+    )
 
 
 def split(
@@ -212,75 +309,95 @@ def split(
     # The raw lines are needed for the few rejected rows only, and so are the
     # messages: the accepted rows are filtered without copying either.
     accepted = checked.lazy().filter(pl.col("_reason").is_null()).drop("_raw", "_reason").collect()
-    rejected = checked.filter(pl.col("_reason").is_not_null()).with_columns(
-        problem.alias("_problem")
+    rejected = checked.filter(pl.col("_reason").is_not_null()).select(
+        pl.col("_line").alias("source_line"),
+        pl.col("native_id").cast(pl.String),
+        pl.col("_reason").alias("reason"),
+        problem.alias("problem"),
+        pl.col("_raw").alias("raw"),
     )
-
-    rel = ctx.relative(path)
-    quarantine = pl.concat(
-        [
-            _quarantine_frame(
-                ctx,
-                rel,
-                [r.line for r in parsed.rejects],
-                [None] * len(parsed.rejects),
-                [r.reason for r in parsed.rejects],
-                [r.message for r in parsed.rejects],
-                [r.raw for r in parsed.rejects],
-            ),
-            _quarantine_frame(
-                ctx,
-                rel,
-                rejected["_line"].to_list(),
-                rejected["native_id"].to_list(),
-                rejected["_reason"].to_list(),
-                rejected["_problem"].to_list(),
-                rejected["_raw"].to_list(),
-            ),
-        ]
-    ).sort("source_line")
-    return accepted, quarantine
-
-
-def whole_file_rejected(ctx: BatchContext, path: Path, reason: str, message: str) -> AdapterResult:
-    quarantine = _quarantine_frame(
-        ctx, ctx.relative(path), [None], [None], [reason], [message], [None]
-    )
-    return AdapterResult(pl.DataFrame(schema=CANONICAL_SCHEMA), quarantine, 1)
-
-
-def _quarantine_frame(
-    ctx: BatchContext,
-    rel: str,
-    lines: list[int | None],
-    ids: list[str | None],
-    reasons: list[str],
-    problems: list[str],
-    raws: list[str | None],
-) -> pl.DataFrame:
-    details = [
-        f"{rel}{'' if line is None else f':{line}'}{'' if not nid else f' (id {nid})'}: {problem}"
-        for line, nid, problem in zip(lines, ids, problems, strict=True)
-    ]
-    return pl.DataFrame(
+    from_reader = pl.DataFrame(
         {
-            "source": [ctx.source] * len(lines),
-            "source_file": [rel] * len(lines),
-            "source_line": lines,
-            "native_id": ids,
-            "reason": reasons,
-            "detail": details,
-            "raw_redacted": [None if r is None else pii.redact_raw(r) for r in raws],
-            "ingested_at": [ctx.ingested_at] * len(lines),
+            "source_line": [r.line for r in parsed.rejects],
+            "native_id": [None] * len(parsed.rejects),
+            "reason": [r.reason for r in parsed.rejects],
+            "problem": [r.message for r in parsed.rejects],
+            "raw": [r.raw for r in parsed.rejects],
         },
-        schema=QUARANTINE_SCHEMA,
+        schema=rejected.schema,
+    )
+    quarantine = quarantine_frame(ctx, ctx.relative(path), pl.concat([from_reader, rejected]))
+    return accepted, quarantine.sort("source_line")
+
+
+def whole_file_rejected(
+    ctx: BatchContext,
+    path: Path,
+    reason: str,
+    message: str,
+    notes: list[str] | None = None,
+) -> AdapterResult:
+    """A file refused as a whole: one quarantine row, and nothing accepted from it."""
+    rejected = pl.DataFrame(
+        {"source_line": [None], "native_id": [None], "reason": [reason], "problem": [message]},
+        schema={
+            "source_line": pl.Int64,
+            "native_id": pl.String,
+            "reason": pl.String,
+            "problem": pl.String,
+        },
+    ).with_columns(raw=pl.lit(None, dtype=pl.String))
+    quarantine = quarantine_frame(ctx, ctx.relative(path), rejected)
+    empty = pl.DataFrame(schema=CRM_SCHEMA if ctx.source == "crm" else CANONICAL_SCHEMA)
+    return AdapterResult(empty, quarantine, 1, 0, list(notes or []))
+
+
+def quarantine_frame(ctx: BatchContext, rel: str, rejected: pl.DataFrame) -> pl.DataFrame:
+    """Quarantine rows for rejected records (``source_line``, ``native_id``, ``reason``,
+    ``problem``, ``raw``), made safe: the detail names the file, line and id, and
+    nothing in it, nor in the kept record, holds an address or handle."""
+    safe_ids = make_safe(rejected.select("native_id"), ctx, QUARANTINE_POLICY)["native_id"]
+    frame = rejected.with_columns(safe_ids)
+    detail = pl.concat_str(
+        pl.lit(rel),
+        pl.when(pl.col("source_line").is_not_null()).then(pl.format(":{}", pl.col("source_line"))),
+        pl.when(pl.col("native_id").is_not_null() & (pl.col("native_id") != "")).then(
+            pl.format(" (id {})", pl.col("native_id"))
+        ),
+        pl.lit(": "),
+        pl.col("problem"),
+        ignore_nulls=True,
+    )
+    quarantine = frame.select(
+        pl.lit(ctx.source).alias("source"),
+        pl.lit(rel).alias("source_file"),
+        pl.col("source_line").cast(pl.Int64),
+        "native_id",
+        "reason",
+        detail.alias("detail"),
+        pl.col("raw").alias("raw_redacted"),
+        pl.lit(ctx.ingested_at).alias("ingested_at"),
+    )
+    return make_safe(quarantine, ctx, QUARANTINE_POLICY, skip=("native_id",)).cast(
+        dict(QUARANTINE_SCHEMA)
     )
 
 
-def _to_canonical(accepted: pl.DataFrame, ctx: BatchContext, rel: str) -> pl.DataFrame:
+def to_canonical(accepted: pl.DataFrame, ctx: BatchContext, rel: str) -> pl.DataFrame:
+    """The canonical event of each accepted record, made safe (``make_safe``).
+
+    ``accepted`` holds canonical columns by name plus ``native_id``, ``_line`` and,
+    where the source has them, ``_email`` and ``_handle`` (normalised, not yet hashed).
+    An address that arrived as a user or anonymous id is the event's email identity
+    when it has no other.
+    """
     extra: list[pl.Series] = [pii.event_ids(ctx.source, accepted["native_id"])]
-    if "_email" in accepted.columns:
-        extra.append(pii.sha256_hex(accepted["_email"], ctx.salt).alias("email_sha256"))
+    emails = [accepted["_email"]] if "_email" in accepted.columns else []
+    emails += [pii.whole_email(accepted[c]) for c in ("user_id", "anonymous_id") if c in accepted]
+    if emails:
+        candidates = pl.DataFrame({f"_{i}": values for i, values in enumerate(emails)})
+        email = candidates.select(pl.coalesce(pl.all()))["_0"]
+        extra.append(pii.sha256_hex(email, ctx.salt).alias("email_sha256"))
     if "_handle" in accepted.columns:
         extra.append(pii.sha256_hex(accepted["_handle"], ctx.salt).alias("social_handle_sha256"))
     frame = accepted.with_columns(
@@ -290,7 +407,31 @@ def _to_canonical(accepted: pl.DataFrame, ctx: BatchContext, rel: str) -> pl.Dat
         pl.lit(rel).alias("source_file"),
         pl.col("_line").alias("source_line"),
     )
-    return frame.select(
+    canonical = frame.select(
         (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
         for name, dtype in CANONICAL_SCHEMA.items()
     )
+    return make_safe(canonical, ctx, COLUMN_POLICY, skip=("source_file",))
+
+
+def make_safe(
+    frame: pl.DataFrame,
+    ctx: BatchContext,
+    policy: dict[str, str],
+    skip: tuple[str, ...] = (),
+) -> pl.DataFrame:
+    """Enforce the personal-data policy of every column of ``frame`` (see
+    ``schema.COLUMN_POLICY``). Columns in ``skip`` are already safe."""
+    masks = {TEXT: pii.mask_text, URL: pii.mask_url, JSON: pii.mask_json, RAW: pii.mask_raw}
+    expressions = [
+        masks[policy[name]](pl.col(name)).alias(name)
+        for name in frame.columns
+        if policy.get(name) in masks and name not in skip
+    ]
+    safe = frame.with_columns(expressions) if expressions else frame
+    hashed = [
+        pii.tokenise(safe[name], ctx.salt)
+        for name in frame.columns
+        if policy.get(name) in (IDENTITY, IDENTIFIER) and name not in skip
+    ]
+    return safe.with_columns(hashed) if hashed else safe

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 
 from transforms import pii
-from transforms.common import AdapterResult, BatchContext, Rule, split
-from transforms.readers import read_csv
-from transforms.schema import CRM_SCHEMA
+from transforms.common import AdapterResult, BatchContext, Rule, make_safe, run_adapter
+from transforms.readers import ParsedFile, read_csv
+from transforms.schema import CRM_POLICY, CRM_SCHEMA
 
 SOURCE = "crm"
 FILE_GLOBS = ("*.csv", "*.csv.gz")
@@ -24,10 +24,17 @@ PII_COLUMNS = ("email", "social_handles")
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    parsed = read_csv(path, COLUMNS, REQUIRED, PII_COLUMNS)
+    chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
+    return run_adapter(chunks, _prepare, ctx, path, output=_edges)
+
+
+def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
+    user_id = ctx.identity(pl.col("user_id"))
     prepared = parsed.records.with_columns(
-        native_id=pl.col("user_id"),
-        _email=pii.normalise_email(pl.col("email")),
+        user_id=user_id,
+        native_id=user_id,
+        # A user id that is an address is also the customer's email when the row has none.
+        _email=ctx.identity(pii.normalise_email(pl.coalesce("email", "user_id"))),
     )
     rules = [
         Rule(
@@ -36,11 +43,11 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             pl.lit("the customer row needs both user_id and email"),
         )
     ]
-    accepted, quarantine = split(parsed, prepared, rules, ctx, path)
-    return AdapterResult(_edges(accepted, ctx, path), quarantine, parsed.read)
+    return prepared, rules
 
 
-def _edges(accepted: pl.DataFrame, ctx: BatchContext, path: Path) -> pl.DataFrame:
+def _edges(accepted: pl.DataFrame, ctx: BatchContext, rel: str) -> pl.DataFrame:
+    """One identity edge row per handle of each customer (one row when it has none)."""
     handles = (
         accepted.select(
             "user_id",
@@ -50,17 +57,18 @@ def _edges(accepted: pl.DataFrame, ctx: BatchContext, path: Path) -> pl.DataFram
         )
         .explode("pair")
         .with_columns(
-            pii.normalise_handle(
+            ctx.handle(
                 pl.col("pair").str.split_exact(":", 1).struct.field("field_0"),
                 pl.col("pair").str.split_exact(":", 1).struct.field("field_1"),
             ).alias("_handle")
         )
     )
-    return handles.select(
+    edges = handles.select(
         pl.col("user_id"),
         pii.sha256_hex(handles["_email"], ctx.salt).alias("email_sha256"),
         pii.sha256_hex(handles["_handle"], ctx.salt).alias("social_handle_sha256"),
-        pl.lit(ctx.relative(path)).alias("source_file"),
+        pl.lit(rel).alias("source_file"),
         pl.col("_line").alias("source_line"),
         pl.lit(ctx.ingested_at).alias("ingested_at"),
     ).cast(dict(CRM_SCHEMA))
+    return make_safe(edges, ctx, CRM_POLICY, skip=("source_file",))

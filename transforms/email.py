@@ -16,17 +16,17 @@ from transforms.common import (
     BatchContext,
     Rule,
     fill_missing,
-    finish,
     json_object,
     missing_id_rule,
     parse_epoch_seconds,
+    run_adapter,
     timestamp_rules,
     url_param,
     url_path,
     vocabulary_rule,
 )
-from transforms.pii import normalise_email, scrub_text
-from transforms.readers import read_jsonl
+from transforms.pii import normalise_email
+from transforms.readers import ParsedFile, read_jsonl
 
 SOURCE = "email"
 FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
@@ -82,7 +82,11 @@ def _normalise(record: dict) -> dict:
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    parsed = read_jsonl(path, NATIVE_DTYPE, _normalise, split_arrays=True)
+    chunks = read_jsonl(path, ctx.limits, NATIVE_DTYPE, _normalise, split_arrays=True)
+    return run_adapter(chunks, _prepare, ctx, path)
+
+
+def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
     frame = parsed.records
     url = pl.col("url")
     prepared = frame.with_columns(
@@ -90,8 +94,8 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         native_event=pl.col("event"),
         event_type=pl.col("event").str.to_lowercase().replace_strict(EVENTS, default=None),
         occurred_at=parse_epoch_seconds(pl.col("timestamp")),
-        user_id=pl.col("user_id"),
-        _email=normalise_email(pl.col("email")),
+        user_id=ctx.identity(pl.col("user_id")),
+        _email=ctx.identity(normalise_email(pl.col("email"))),
         order_id=pl.col("order_id"),
         channel=pl.lit("email"),
         url=url,
@@ -107,7 +111,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             sg_message_id="sg_message_id",
             category="category",
             bounce_type="type",
-            reason=scrub_text(pl.col("reason")),
+            reason="reason",
             status="status",
             asm_group_id="asm_group_id",
             marketing_campaign_id="marketing_campaign_id",
@@ -121,7 +125,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         )
     )
     rules = [
-        missing_id_rule(pl.col("native_id"), "sg_event_id"),
+        missing_id_rule(pl.col("native_id"), "sg_event_id", ctx),
         Rule(
             "missing_identity",
             pl.col("_email").is_null() | ~pl.col("_email").str.contains("@"),
@@ -130,4 +134,4 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         *timestamp_rules(pl.col("timestamp"), pl.col("occurred_at"), ctx),
         vocabulary_rule(pl.col("event_type"), pl.col("native_event"), "event"),
     ]
-    return finish(parsed, prepared, rules, ctx, path)
+    return prepared, rules

@@ -1,27 +1,81 @@
-"""Hashing of personal identifiers, and scrubbing of free text.
+"""Personal data: hashing of identifiers, and masking of everything else that could hold it.
 
-No raw email address or social handle leaves transforms/: identifiers become salted
-SHA-256 hex digests, and free text has addresses and @handles masked.
+No raw email address or social handle leaves transforms/. What each canonical column may
+hold is declared once (``schema.COLUMN_POLICY``) and ``make_safe`` enforces it on every
+frame an adapter writes: identifiers become salted SHA-256 hex digests, an identifier
+field that holds an address or @handle is hashed (an email used as a user id becomes an
+email identity), and free text, URLs and JSON have addresses and @handles masked.
+
+Every pattern here runs in Polars' regex engine, which is linear in the input (a long
+line costs its length, never its square), and only on the values that hold an ``@``
+(or its URL or full-width forms): clean values are never scanned by a regex.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
+from collections.abc import Iterable
 
 import duckdb
 import polars as pl
 
-EMAIL_PATTERN = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
-HANDLE_PATTERN = r"(^|[^A-Za-z0-9_.])@[A-Za-z0-9_.]{1,30}"
-_EMAIL_RE = re.compile(EMAIL_PATTERN)
-_HANDLE_RE = re.compile(HANDLE_PATTERN)
-# JSON keys whose string values are emails or handles in the native formats.
-_PII_KEYS = re.compile(
-    r'("(?:email|reviewer_email|author_handle|reviewer_handle|handle|username|author)"\s*:\s*)'
-    r'"(?:[^"\\]|\\.)*"'
+# The patterns name the replacement and full-width characters themselves (not regex
+# escapes), so that Python's re (the gate's pandas checks) and Polars' engine read them
+# alike.
+_REPLACEMENT = "\ufffd"
+_FULL_WIDTH_AT = "\uff20"
+# An address: a run of the characters an address's local part may hold (RFC 5322 atext,
+# any letter, and the replacement character a mis-decoded byte becomes), an at sign
+# (plain, URL-encoded or full-width), and a dotted domain. Broad on purpose: masking a
+# little too much of free text is better than leaving a little of an address.
+EMAIL_PATTERN = (
+    rf"[\w.!#$%&'*+\-/=?^`{{|}}~{_REPLACEMENT}]+(?:@|%40|{_FULL_WIDTH_AT})"
+    r"[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"
 )
+# In a URL an address sits between the separators of its parts, so its local part
+# stops at them (a query value, a path segment).
+_EMAIL_IN_URL = (
+    rf"[\w.!$%'*+\-^`{{|}}~{_REPLACEMENT}]+(?:@|%40|{_FULL_WIDTH_AT})"
+    r"[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"
+)
+# An @handle: an at sign that does not follow a word character (so not an address).
+HANDLE_PATTERN = rf"(^|[^\w.@])[@{_FULL_WIDTH_AT}][\w.]{{1,30}}"
+# A value that is a whole address (an identifier field holding one), and the cheap
+# test that finds candidates for either pattern.
+WHOLE_EMAIL = rf"^\s*{EMAIL_PATTERN}\s*$"
+AT_SIGNS = f"@|%40|{_FULL_WIDTH_AT}"
+EMAIL_MASK = "[email]"
+HANDLE_MASK = "@[handle]"
+REDACTED = "[redacted]"
+TOKEN_PREFIX = "sha256:"
+# JSON keys and URL query parameters whose values name a person in the native formats,
+# whatever the value looks like (a handle without its @ is just a word).
+PII_KEYS: tuple[str, ...] = (
+    "email",
+    "e-mail",
+    "mail",
+    "email_address",
+    "emailaddress",
+    "reviewer_email",
+    "recipient",
+    "author_handle",
+    "reviewer_handle",
+    "handle",
+    "username",
+    "user_name",
+    "screen_name",
+    "author",
+    "social_handles",
+    "phone",
+)
+_KEY_ALTERNATIVES = "|".join(k.replace("-", r"\-") for k in PII_KEYS)
+_PII_JSON_MEMBER = rf'(?i)("(?:{_KEY_ALTERNATIVES})"\s*:\s*)"(?:[^"\\]|\\.)*"'
+_PII_QUERY_PARAMETER = rf"(?i)([?&#;](?:{_KEY_ALTERNATIVES})=)[^&#;]*"
+# user:password@ in a URL's authority is never kept.
+_URL_USERINFO = r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@"
+# Longest rejected record kept in the quarantine: enough to see what was wrong.
+MAX_RAW_CHARS = 16_384
 
 
 @functools.cache
@@ -71,22 +125,97 @@ def event_ids(source: str, native_ids: pl.Series) -> pl.Series:
     return _sha256(native_ids, f"{source}:").str.slice(0, 32).alias("event_id")
 
 
-def scrub_text(expr: pl.Expr) -> pl.Expr:
-    """Mask email addresses and @handles inside free text."""
-    return expr.str.replace_all(EMAIL_PATTERN, "[email]").str.replace_all(
-        HANDLE_PATTERN, "${1}@[handle]"
+def has_at_sign(expr: pl.Expr) -> pl.Expr:
+    """True where a value could hold an address or a handle (a cheap literal search)."""
+    return expr.str.contains(AT_SIGNS)
+
+
+def mask_text(expr: pl.Expr) -> pl.Expr:
+    """Free text with every address replaced by [email] and every @handle by @[handle]."""
+    # Only the values holding an at sign are scanned; the others pass through coalesce.
+    candidates = pl.when(has_at_sign(expr)).then(expr)
+    masked = candidates.str.replace_all(EMAIL_PATTERN, EMAIL_MASK).str.replace_all(
+        HANDLE_PATTERN, "${1}" + HANDLE_MASK
+    )
+    return pl.coalesce(masked, expr)
+
+
+def mask_url(expr: pl.Expr) -> pl.Expr:
+    """A URL without user:password@, with the values of personal query parameters
+    (email=, handle=, ...) redacted and any address or @handle left masked."""
+    no_userinfo = expr.str.replace(_URL_USERINFO, "${1}")
+    keyed = no_userinfo.str.replace_all(_PII_QUERY_PARAMETER, "${1}" + REDACTED)
+    candidates = pl.when(has_at_sign(keyed)).then(keyed)
+    masked = candidates.str.replace_all(_EMAIL_IN_URL, EMAIL_MASK).str.replace_all(
+        HANDLE_PATTERN, "${1}" + HANDLE_MASK
+    )
+    return pl.coalesce(masked, keyed)
+
+
+def mask_json(expr: pl.Expr) -> pl.Expr:
+    """A JSON document with the values of personal keys redacted and any address or
+    @handle masked; the masks hold no quote or backslash, so the JSON stays valid."""
+    keyed = expr.str.replace_all(_PII_JSON_MEMBER, "${1}" + f'"{REDACTED}"')
+    return mask_text(keyed)
+
+
+def mask_raw(expr: pl.Expr) -> pl.Expr:
+    """A rejected record made safe for the quarantine: personal JSON members redacted,
+    addresses and handles masked, and cut to ``MAX_RAW_CHARS``."""
+    length = expr.str.len_chars()
+    cut = pl.when(length > MAX_RAW_CHARS).then(
+        pl.concat_str(
+            expr.str.slice(0, MAX_RAW_CHARS),
+            pl.format(" ... [{} more characters not kept]", length - MAX_RAW_CHARS),
+        )
+    )
+    return mask_json(pl.coalesce(cut, expr))
+
+
+def mask_strings(values: Iterable[str]) -> list[str]:
+    """``mask_text`` for plain strings (messages, file names), in one vectorised call."""
+    series = pl.Series("v", list(values), dtype=pl.String)
+    return series.to_frame().select(mask_text(pl.col("v")))["v"].to_list()
+
+
+def mask_string(value: str) -> str:
+    return mask_strings([value])[0]
+
+
+def tokenise(values: pl.Series, salt: str, deny: frozenset[str] = frozenset()) -> pl.Series:
+    """An identifier column made safe: placeholder values (``deny``, compared lower case
+    and trimmed) become null, and a value holding an address or @handle becomes
+    ``sha256:<salted digest>`` (still the same identifier wherever it appears)."""
+    frame = values.to_frame("v").lazy()
+    trimmed = pl.col("v").str.strip_chars()
+    denied = trimmed.str.to_lowercase().is_in(list(deny)) if deny else pl.lit(False)
+    risky = has_at_sign(pl.col("v")) & (
+        pl.col("v").str.contains(EMAIL_PATTERN) | pl.col("v").str.contains(HANDLE_PATTERN)
+    )
+    marked = frame.select(
+        pl.when(denied).then(None).otherwise(pl.col("v")).alias("v"),
+        (risky & ~denied).fill_null(False).alias("risky"),
+    ).collect()
+    if not marked["risky"].any():
+        return marked["v"].alias(values.name)
+    risky_values = marked.filter("risky")["v"]
+    hashed = sha256_hex(risky_values.str.strip_chars(), salt)
+    tokens = dict(zip(risky_values.to_list(), (TOKEN_PREFIX + h for h in hashed), strict=True))
+    return (
+        marked.select(
+            pl.when(pl.col("risky"))
+            .then(pl.col("v").replace_strict(tokens, default=None, return_dtype=pl.String))
+            .otherwise(pl.col("v"))
+        )
+        .to_series()
+        .alias(values.name)
     )
 
 
-def redact_raw(raw: str, pii_values: list[str] | None = None) -> str:
-    """A rejected record made safe for the quarantine.
-
-    Values of known PII keys (JSON) and given PII field values (CSV) are replaced,
-    and any address or @handle left in the text is masked.
-    """
-    out = _PII_KEYS.sub(r'\1"[redacted]"', raw)
-    for value in pii_values or []:
-        if value:
-            out = out.replace(value, "[redacted]")
-    out = _EMAIL_RE.sub("[email]", out)
-    return _HANDLE_RE.sub(r"\1@[handle]", out)
+def whole_email(values: pl.Series) -> pl.Series:
+    """The normalised address where a value is one whole email address, else null."""
+    return values.to_frame("v").select(
+        pl.when(has_at_sign(pl.col("v")) & pl.col("v").str.contains(WHOLE_EMAIL)).then(
+            normalise_email(pl.col("v"))
+        )
+    )["v"]

@@ -1,23 +1,36 @@
-"""Robust record readers for JSON lines and CSV landing files.
+"""Bounded, robust record readers for JSON lines and CSV landing files.
 
-Both readers return every string leaf as ``pl.String`` so that type problems are
-found by the adapters' validation rules (with a reason per record) rather than by
-a parser that gives up on the whole file. Lines that cannot be parsed at all come
-back as rejects with their line number.
+A landing file is untrusted. It is opened without following links and only if it is a
+regular file; it is read up to ``Limits.max_file_bytes`` after decompression, and a
+compressed file that grows more than ``Limits.max_compression_ratio`` times is refused as
+a decompression bomb. A UTF-8 byte order mark is dropped and a UTF-16 or UTF-32 file is
+converted to UTF-8, so every later step (and the masking of personal data) sees text.
 
-JSON lines are decoded by Polars in chunks. A chunk that fails to decode is
+The readers yield the file in chunks of at most ``CHUNK_RECORDS`` records, so the
+working memory of a file does not grow with the number of records it holds. Every
+string leaf comes back as ``pl.String``, so that type problems are found by the
+adapters' validation rules (with a reason per record) rather than by a parser that
+gives up on the whole file. Records that cannot be parsed at all come back as rejects
+with their line number: a line or a CSV field over its limit, invalid UTF-8, invalid
+JSON (nested too deep included).
+
+JSON lines are decoded by Polars in sub-chunks. A sub-chunk that fails to decode is
 bisected until the offending lines are isolated, so a file with a few broken lines
 costs little more than a clean one, and each broken line is named.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
+import os
 import re
-from collections.abc import Callable
+import stat
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +38,44 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-CHUNK_LINES = 1024
+CHUNK_LINES = 1024  # lines per Polars decode call
+CHUNK_RECORDS = 100_000  # records per chunk handed to an adapter
+_READ_BLOCK = 1 << 20
 _SURROGATE = re.compile("[\udc80-\udcff]")
-# Decoding releases the GIL, so chunks decode in parallel across Polars' threads; a
+# Decoding releases the GIL, so sub-chunks decode in parallel across Polars' threads; a
 # process that runs with one Polars thread (a parallel ingest worker) decodes inline.
 _pool = ThreadPoolExecutor(
     max_workers=max(1, pl.thread_pool_size()), thread_name_prefix="cjm-decode"
+)
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
 )
 
 
 class UnreadableFileError(Exception):
     """The file cannot be opened, decompressed or understood as a whole."""
+
+    reason = "unreadable_file"
+
+
+class FileTooLargeError(UnreadableFileError):
+    """The file is over a size limit: refused whole, before it can cost memory."""
+
+    reason = "file_too_large"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one landing file may cost (see the CJM_MAX_* settings)."""
+
+    max_file_bytes: int = 1 << 30
+    max_compression_ratio: float = 200.0
+    max_line_bytes: int = 8 << 20
+    max_field_chars: int = 1 << 20
 
 
 @dataclass
@@ -48,24 +88,111 @@ class Reject:
 
 @dataclass
 class ParsedFile:
-    """Decoded records (one column per native field, plus ``_line`` and ``_raw``)."""
+    """Decoded records of a chunk (one column per native field, plus ``_line`` and
+    ``_raw``), the records rejected while reading, and notes about the file."""
 
     records: pl.DataFrame
     rejects: list[Reject] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def read(self) -> int:
         return self.records.height + len(self.rejects)
 
 
-def read_bytes(path: Path) -> bytes:
+def _open_regular(path: Path) -> io.BufferedReader:
+    """Open a landing file for reading: never through a link, never a FIFO or device."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            data = gzip.decompress(data)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise UnreadableFileError(f"{type(exc).__name__}: {exc}") from exc
-    return data
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot open it ({exc.strerror})") from exc
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise UnreadableFileError("it is not a regular file")
+    return handle
+
+
+def _too_large(limits: Limits) -> FileTooLargeError:
+    return FileTooLargeError(
+        f"it holds more than {limits.max_file_bytes:,} bytes (CJM_MAX_FILE_BYTES); "
+        "split the export into smaller files or raise the limit"
+    )
+
+
+def read_bytes(path: Path, limits: Limits | None = None) -> bytes:
+    """The file's bytes, decompressed when it ends in .gz, within the limits."""
+    limits = limits or Limits()
+    with _open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            if path.suffix != ".gz":
+                data = handle.read(limits.max_file_bytes + 1)
+                if len(data) > limits.max_file_bytes:
+                    raise _too_large(limits)
+                return data
+            return _gunzip(handle, size, limits)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableFileError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _gunzip(handle: io.BufferedReader, compressed: int, limits: Limits) -> bytes:
+    """Decompress in blocks, stopping as soon as a limit is passed (a 50 KB bomb must
+    not get the chance to become gigabytes)."""
+    ceiling = min(limits.max_file_bytes, max(compressed, 1) * limits.max_compression_ratio)
+    parts: list[bytes] = []
+    total = 0
+    with gzip.GzipFile(fileobj=handle) as unzipped:
+        while block := unzipped.read(_READ_BLOCK):
+            total += len(block)
+            if total > ceiling:
+                if total > limits.max_file_bytes:
+                    raise _too_large(limits)
+                raise FileTooLargeError(
+                    f"its {compressed:,} compressed bytes grow more than "
+                    f"{limits.max_compression_ratio:g} times (CJM_MAX_COMPRESSION_RATIO): "
+                    "refused as a decompression bomb"
+                )
+            parts.append(block)
+    return b"".join(parts)
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """'utf-16-le' or '-be' when the sample looks like UTF-16 text without a BOM: most
+    of its NUL bytes sit on one side of each byte pair."""
+    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
+        return None
+    even, odd = sample[0::2].count(0), sample[1::2].count(0)
+    if odd > 4 * even:
+        return "utf-16-le"
+    if even > 4 * odd:
+        return "utf-16-be"
+    return None
+
+
+def to_utf8(data: bytes) -> tuple[bytes, list[str]]:
+    """UTF-8 bytes of the file, and what was changed to get them (for the manifest)."""
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    encoding = encoding or _utf16_without_bom(data[:4096])
+    if encoding is None:
+        return data, []
+    if encoding == "utf-8-sig":
+        return data[len(codecs.BOM_UTF8) :], ["a UTF-8 byte order mark was removed"]
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(
+            f"it looks like {encoding.upper()} text but byte {exc.start + 1} does not decode; "
+            "re-export the file as UTF-8"
+        ) from exc
+    return text.lstrip("\ufeff").encode("utf-8"), [
+        f"read as {encoding.upper()}, converted to UTF-8"
+    ]
+
+
+def read_text(path: Path, limits: Limits) -> tuple[bytes, list[str]]:
+    return to_utf8(read_bytes(path, limits))
 
 
 def _blank_invalid_utf8(data: bytes) -> tuple[bytes, list[Reject]]:
@@ -106,6 +233,16 @@ def _blank_invalid_utf8(data: bytes) -> tuple[bytes, list[Reject]]:
     return b"".join(kept), rejects
 
 
+def _json_loads(raw: str) -> tuple[object, str]:
+    """A line's JSON value, or why it is not one ('' when it parsed)."""
+    try:
+        return json.loads(raw), ""
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return None, "not valid JSON (nested too deeply)"
+
+
 def _decode_range(
     lines: pl.Series, dtype: pl.Struct, start: int, stop: int
 ) -> tuple[list[tuple[int, pl.Series]], list[int]]:
@@ -124,10 +261,9 @@ def _classify_json_line(
     raw: str, dtype: pl.Struct, normalize: Callable[[dict], dict] | None
 ) -> tuple[pl.Series | None, str, str]:
     """Why one line failed to decode, or its decoded value once normalised."""
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return None, "invalid_json", f"not valid JSON ({exc.msg} at column {exc.colno})"
+    value, problem = _json_loads(raw)
+    if problem:
+        return None, "invalid_json", problem
     if not isinstance(value, dict):
         return None, "wrong_type", f"the record is a JSON {type(value).__name__}, not an object"
     if normalize is not None:
@@ -136,7 +272,7 @@ def _classify_json_line(
         return pl.Series([json.dumps(value)]).str.json_decode(dtype), "", ""
     except pl.exceptions.PolarsError as exc:
         first = str(exc).splitlines()[0].replace("error deserializing JSON: ", "")
-        return None, "wrong_type", f"a field has the wrong type ({first})"
+        return None, "wrong_type", f"a field has the wrong type ({first[:200]})"
 
 
 def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
@@ -148,10 +284,7 @@ def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
     lines: list[int] = []
     raws: list[str] = []
     for line, raw in arrays.select("_line", "_raw").iter_rows():
-        try:
-            elements = json.loads(raw)
-        except json.JSONDecodeError:
-            elements = None
+        elements, _ = _json_loads(raw)
         if isinstance(elements, list) and elements:
             lines.extend([line] * len(elements))
             raws.extend(json.dumps(e) for e in elements)
@@ -163,13 +296,30 @@ def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([frame.filter(~is_array), exploded]).sort("_line", maintain_order=True)
 
 
+def _too_long(lines: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, list[Reject]]:
+    """Split off the lines longer than the limit; they are rejected without being parsed."""
+    long = pl.col("_raw").str.len_bytes() > limit
+    over = lines.filter(long)
+    rejects = [
+        Reject(
+            line,
+            "record_too_large",
+            f"the record is {len(raw.encode()):,} bytes, over CJM_MAX_LINE_BYTES ({limit:,})",
+            raw[:1000],
+        )
+        for line, raw in over.select("_line", "_raw").iter_rows()
+    ]
+    return (lines.filter(~long) if rejects else lines), rejects
+
+
 def read_jsonl(
     path: Path,
+    limits: Limits,
     dtype: pl.Struct,
     normalize: Callable[[dict], dict] | None = None,
     split_arrays: bool = False,
-) -> ParsedFile:
-    """Read a JSON lines file (optionally gzipped); a line holds one object.
+) -> Iterator[ParsedFile]:
+    """Read a JSON lines file (optionally gzipped) in chunks; a line holds one object.
 
     With ``split_arrays`` a line may also hold an array of objects (a webhook POST
     body), each becoming a record with that line's number. ``normalize`` is
@@ -177,20 +327,46 @@ def read_jsonl(
     variants (a SendGrid ``category`` given as a string instead of a list, say)
     are accepted without slowing down the common case.
     """
-    data, rejects = _blank_invalid_utf8(read_bytes(path))
+    data, notes = read_text(path, limits)
+    data, rejects = _blank_invalid_utf8(data)
     stripped = pl.col("_raw").str.strip_chars()
-    frame = (
+    lines = (
         pl.read_lines(data, name="_raw", row_index_name="_line", row_index_offset=1)
         .lazy()
-        .select(
-            pl.col("_line").cast(pl.Int64),
-            pl.col("_raw").str.strip_chars_end("\r"),
-            # A line that is not {...} cannot be a record: it goes straight to the slow
-            # path so that truncated lines do not make whole chunks fail to decode.
-            (stripped.str.starts_with("{") & stripped.str.ends_with("}")).alias("_shaped"),
-        )
+        .select(pl.col("_line").cast(pl.Int64), pl.col("_raw").str.strip_chars_end("\r"))
         .filter(stripped != "")
         .collect()
+    )
+    del data
+    lines, long = _too_long(lines, limits.max_line_bytes)
+    rejects += long
+    if lines.height == 0:
+        yield ParsedFile(_empty_records(dtype), sorted(rejects, key=lambda r: r.line), notes)
+        return
+    for start in range(0, lines.height, CHUNK_RECORDS):
+        chunk = lines.slice(start, CHUNK_RECORDS)
+        parsed = _parse_json_chunk(chunk, dtype, normalize, split_arrays)
+        if start == 0:
+            parsed.rejects = sorted(parsed.rejects + rejects, key=lambda r: r.line)
+            parsed.notes = notes
+        yield parsed
+
+
+def _empty_records(dtype: pl.Struct) -> pl.DataFrame:
+    return pl.DataFrame(schema={"_line": pl.Int64, "_raw": pl.String, "_rec": dtype}).unnest("_rec")
+
+
+def _parse_json_chunk(
+    chunk: pl.DataFrame,
+    dtype: pl.Struct,
+    normalize: Callable[[dict], dict] | None,
+    split_arrays: bool,
+) -> ParsedFile:
+    stripped = pl.col("_raw").str.strip_chars()
+    # A line that is not {...} cannot be a record: it goes straight to the slow path so
+    # that truncated lines do not make whole sub-chunks fail to decode.
+    frame = chunk.with_columns(
+        (stripped.str.starts_with("{") & stripped.str.ends_with("}")).alias("_shaped")
     )
     if split_arrays:
         frame = _split_arrays(frame)
@@ -207,6 +383,7 @@ def read_jsonl(
     # The failures and the misshapen lines: name what is wrong, or accept the
     # line once the format's legal variants are normalised.
     slow = pl.concat([shaped[failed], misshapen]) if failed else misshapen
+    rejects: list[Reject] = []
     repaired_rows: list[int] = []
     repaired: list[pl.Series] = []
     for row, (line, raw) in enumerate(slow.select("_line", "_raw").iter_rows()):
@@ -223,11 +400,7 @@ def read_jsonl(
     parts = [base.with_columns(pl.concat(decoded).alias("_rec"))] if decoded else []
     if repaired:
         parts.append(slow[repaired_rows].with_columns(pl.concat(repaired).alias("_rec")))
-    if parts:
-        records = pl.concat(parts).drop("_shaped").unnest("_rec")
-    else:
-        empty = pl.DataFrame(schema={"_line": pl.Int64, "_raw": pl.String, "_rec": dtype})
-        records = empty.unnest("_rec")
+    records = pl.concat(parts).drop("_shaped").unnest("_rec") if parts else _empty_records(dtype)
     if repaired:
         records = records.sort("_line")
     rejects.sort(key=lambda r: r.line)
@@ -235,41 +408,112 @@ def read_jsonl(
 
 
 def read_csv(
-    path: Path, columns: list[str], required: list[str], pii_columns: tuple[str, ...] = ()
-) -> ParsedFile:
-    """Read a CSV export with a header row; every value is a string.
+    path: Path,
+    limits: Limits,
+    columns: list[str],
+    required: list[str],
+    pii_columns: tuple[str, ...] = (),
+) -> Iterator[ParsedFile]:
+    """Read a CSV export with a header row in chunks; every value is a string.
 
     Quoted fields may span lines; ``_line`` is the line where a record starts.
     ``_raw`` is the record with its PII columns replaced, so that a record rejected
     later can be quarantined without them; a record whose field count does not
     match the header cannot be aligned with it, so its fields are withheld.
     """
-    data = read_bytes(path)
+    data, notes = read_text(path, limits)
     text = data.decode("utf-8", errors="surrogateescape")
+    del data
+    # The field limit is the csv module's own guard; it is global to the process, and
+    # every reader sets it before it reads.
+    csv.field_size_limit(limits.max_field_chars)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lstrip("\ufeff") for h in next(reader)]
     except StopIteration:
-        return ParsedFile(_empty_csv_frame(columns))
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise UnreadableFileError(
-            f"the header lacks the required column(s) {', '.join(missing)}; found {header}"
-        )
+        yield ParsedFile(_empty_csv_frame(columns), notes=notes)
+        return
+    except csv.Error as exc:
+        raise UnreadableFileError(f"the header row cannot be read as CSV ({exc})") from exc
+    _check_header(header, columns, required)
     index = {c: header.index(c) for c in columns if c in header}
     pii_positions = {i for i, h in enumerate(header) if h in pii_columns}
-    cols: dict[str, list[str | None]] = {c: [] for c in columns}
-    line_numbers: list[int] = []
-    raws: list[str] = []
-    rejects: list[Reject] = []
+    chunk = _CsvChunk(columns)
     start = reader.line_num + 1
-    for row in reader:
+    while True:
         line = start
-        start = reader.line_num + 1
-        if not row or (len(row) == 1 and not row[0].strip()):
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            start = reader.line_num + 1
+            reason = "record_too_large" if "field limit" in str(exc) else "invalid_csv"
+            detail = (
+                f"a field is longer than CJM_MAX_FIELD_CHARS ({limits.max_field_chars:,})"
+                if reason == "record_too_large"
+                else f"the record is not valid CSV ({exc})"
+            )
+            chunk.rejects.append(Reject(line, reason, detail, "[fields withheld]"))
             continue
+        start = reader.line_num + 1
+        chunk.add(row, line, header, index, pii_positions, limits)
+        if chunk.read >= CHUNK_RECORDS:
+            yield chunk.parsed(notes)
+            notes = []
+            chunk = _CsvChunk(columns)
+    yield chunk.parsed(notes)
+
+
+def _check_header(header: list[str], columns: list[str], required: list[str]) -> None:
+    """A header that lacks a required column refuses the file. The message shows the
+    header's own cells only when it is clearly a header (most cells are known column
+    names): otherwise the first line is data, and its values may be personal."""
+    missing = [c for c in required if c not in header]
+    if not missing:
+        return
+    known = [h for h in header if h in columns]
+    if len(known) * 2 >= len(header):
+        found = f"the header has {', '.join(header[:40])}"
+    else:
+        found = (
+            f"its first line has {len(header)} fields and {len(known)} known column name(s): "
+            "it does not look like a header row (values not shown); "
+            f"the first line must name the columns: {', '.join(columns)}"
+        )
+    raise UnreadableFileError(
+        f"the header lacks the required column(s) {', '.join(missing)}; {found}"
+    )
+
+
+@dataclass
+class _CsvChunk:
+    columns: list[str]
+    cols: dict[str, list[str | None]] = field(default_factory=dict)
+    lines: list[int] = field(default_factory=list)
+    raws: list[str] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.cols = {c: [] for c in self.columns}
+
+    @property
+    def read(self) -> int:
+        return len(self.lines) + len(self.rejects)
+
+    def add(
+        self,
+        row: list[str],
+        line: int,
+        header: list[str],
+        index: dict[str, int],
+        pii_positions: set[int],
+        limits: Limits,
+    ) -> None:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            return
         if len(row) != len(header):
-            rejects.append(
+            self.rejects.append(
                 Reject(
                     line,
                     "invalid_csv",
@@ -277,10 +521,22 @@ def read_csv(
                     f"[{len(row)} fields withheld: they cannot be matched to the header]",
                 )
             )
-            continue
+            return
         raw = ",".join("[redacted]" if i in pii_positions and v else v for i, v in enumerate(row))
+        size = sum(len(v) for v in row)
+        if size > limits.max_line_bytes:
+            self.rejects.append(
+                Reject(
+                    line,
+                    "record_too_large",
+                    f"the record is {size:,} characters, over CJM_MAX_LINE_BYTES "
+                    f"({limits.max_line_bytes:,})",
+                    raw[:1000],
+                )
+            )
+            return
         if any(_SURROGATE.search(v) for v in row):
-            rejects.append(
+            self.rejects.append(
                 Reject(
                     line,
                     "invalid_utf8",
@@ -288,18 +544,20 @@ def read_csv(
                     raw.encode("utf-8", errors="surrogateescape").decode("utf-8", "replace"),
                 )
             )
-            continue
-        for c in columns:
+            return
+        for c in self.columns:
             i = index.get(c)
             value = row[i] if i is not None else None
-            cols[c].append(value if value != "" else None)
-        line_numbers.append(line)
-        raws.append(raw)
-    frame = pl.DataFrame(
-        {"_line": line_numbers, "_raw": raws, **cols},
-        schema={"_line": pl.Int64, "_raw": pl.String, **dict.fromkeys(columns, pl.String)},
-    )
-    return ParsedFile(frame, rejects)
+            self.cols[c].append(value if value != "" else None)
+        self.lines.append(line)
+        self.raws.append(raw)
+
+    def parsed(self, notes: list[str]) -> ParsedFile:
+        frame = pl.DataFrame(
+            {"_line": self.lines, "_raw": self.raws, **self.cols},
+            schema={"_line": pl.Int64, "_raw": pl.String, **dict.fromkeys(self.columns, pl.String)},
+        )
+        return ParsedFile(frame, self.rejects, notes)
 
 
 def _empty_csv_frame(columns: list[str]) -> pl.DataFrame:

@@ -14,14 +14,15 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
-    finish,
     json_object,
     missing_id_rule,
+    number,
     parse_timestamp,
+    run_adapter,
     timestamp_rules,
 )
-from transforms.pii import normalise_email, normalise_handle, scrub_text
-from transforms.readers import read_csv, read_jsonl
+from transforms.pii import normalise_email
+from transforms.readers import ParsedFile, read_csv, read_jsonl
 
 SOURCE = "reviews"
 FILE_GLOBS = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz")
@@ -43,30 +44,32 @@ PII_COLUMNS = ("reviewer_email", "reviewer_handle")
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     if ".csv" in path.suffixes:
-        parsed = read_csv(path, COLUMNS, REQUIRED, PII_COLUMNS)
+        chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
     else:
-        parsed = read_jsonl(path, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))
+        chunks = read_jsonl(path, ctx.limits, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))
+    return run_adapter(chunks, _prepare, ctx, path)
+
+
+def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
     rating_text = pl.col("_rating_text")
-    rating_number = rating_text.cast(pl.Float64, strict=False)
+    rating_number = number(rating_text)
     records = parsed.records.with_columns(_rating_text=pl.col("rating").str.strip_chars())
     prepared = records.with_columns(
         native_id=pl.col("review_id"),
         native_event=pl.lit("review"),
         event_type=pl.lit("review_posted"),
         occurred_at=parse_timestamp(pl.col("created_at").str.strip_chars()),
-        _email=normalise_email(pl.col("reviewer_email")),
-        _handle=normalise_handle(pl.col("platform"), pl.col("reviewer_handle")),
+        _email=ctx.identity(normalise_email(pl.col("reviewer_email"))),
+        _handle=ctx.handle(pl.col("platform"), pl.col("reviewer_handle")),
         platform=pl.col("platform").str.strip_chars().str.to_lowercase(),
         order_id=pl.col("order_id"),
         channel=pl.lit("reviews"),
         rating=rating_number,
-        text=scrub_text(pl.col("text")),
-        properties=json_object(
-            title=scrub_text(pl.col("title")), language=pl.col("language").str.to_lowercase()
-        ),
+        text=pl.col("text"),
+        properties=json_object(title="title", language=pl.col("language").str.to_lowercase()),
     )
     rules = [
-        missing_id_rule(pl.col("native_id"), "review_id"),
+        missing_id_rule(pl.col("native_id"), "review_id", ctx),
         Rule(
             "missing_identity",
             pl.col("_email").is_null() & pl.col("_handle").is_null(),
@@ -75,7 +78,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         Rule(
             "wrong_type",
             rating_text.is_not_null() & rating_number.is_null(),
-            pl.format("rating '{}' is not a number", rating_text),
+            pl.format("rating '{}' is not a number", rating_text.str.slice(0, 80)),
         ),
         Rule(
             "rating_out_of_range",
@@ -85,9 +88,9 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             | (rating_number != rating_number.round()),
             pl.format(
                 "rating {} is not a whole number from 1 to 5",
-                pl.coalesce(rating_text, pl.lit("(missing)")),
+                pl.coalesce(rating_text.str.slice(0, 80), pl.lit("(missing)")),
             ),
         ),
         *timestamp_rules(pl.col("created_at"), pl.col("occurred_at"), ctx),
     ]
-    return finish(parsed, prepared, rules, ctx, path)
+    return prepared, rules

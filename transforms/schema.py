@@ -67,8 +67,80 @@ CRM_SCHEMA = pl.Schema(
     }
 )
 
+# What each column may hold, and how ``transforms.common.make_safe`` makes it safe before
+# anything is written (no raw email address or handle leaves transforms/):
+#   hash        a digest computed by the adapter, never a raw value
+#   code        a value of the adapter's own vocabulary
+#   identity    a customer identifier: an address or @handle in it is hashed in place
+#               (and an address also becomes the event's email identity)
+#   identifier  a record id: hashed in place when it holds an address or @handle
+#   text, url, json   addresses and @handles masked (and, in URLs and JSON, the values of
+#               personal parameters and keys such as email= redacted)
+#   raw         a rejected record: text masking, personal JSON members redacted, cut short
+#   value       numbers and times
+HASH, CODE, IDENTITY, IDENTIFIER = "hash", "code", "identity", "identifier"
+TEXT, URL, JSON, RAW, VALUE = "text", "url", "json", "raw", "value"
+
+COLUMN_POLICY: dict[str, str] = {
+    "event_id": HASH,
+    "source": CODE,
+    "native_id": IDENTIFIER,
+    "event_type": CODE,
+    "native_event": TEXT,
+    "occurred_at": VALUE,
+    "ingested_at": VALUE,
+    "anonymous_id": IDENTITY,
+    "user_id": IDENTITY,
+    "email_sha256": HASH,
+    "social_handle_sha256": HASH,
+    "order_id": IDENTIFIER,
+    "channel": CODE,
+    "platform": TEXT,
+    "campaign": TEXT,
+    "utm_source": TEXT,
+    "utm_medium": TEXT,
+    "utm_campaign": TEXT,
+    "utm_term": TEXT,
+    "utm_content": TEXT,
+    "url": URL,
+    "path": URL,
+    "referrer": URL,
+    "rating": VALUE,
+    "revenue": VALUE,
+    "text": TEXT,
+    "properties": JSON,
+    "source_file": TEXT,
+    "source_line": VALUE,
+}
+QUARANTINE_POLICY: dict[str, str] = {
+    "source": CODE,
+    "source_file": TEXT,
+    "source_line": VALUE,
+    "native_id": IDENTIFIER,
+    "reason": CODE,
+    "detail": TEXT,
+    "raw_redacted": RAW,
+    "ingested_at": VALUE,
+}
+CRM_POLICY: dict[str, str] = {
+    "user_id": IDENTITY,
+    "email_sha256": HASH,
+    "social_handle_sha256": HASH,
+    "source_file": TEXT,
+    "source_line": VALUE,
+    "ingested_at": VALUE,
+}
+
 REASONS: dict[str, str] = {
     "unreadable_file": "the file could not be opened or decompressed",
+    "file_too_large": "the file is over CJM_MAX_FILE_BYTES, or a compressed file grows more "
+    "than CJM_MAX_COMPRESSION_RATIO times",
+    "too_many_rejects": "most of the file's records were rejected (more than "
+    "CJM_MAX_FILE_REJECTS): the file was quarantined whole",
+    "parse_error": "the adapter failed on the file: quarantined whole, the rest of the night "
+    "landed",
+    "record_too_large": "the line or CSV record is over CJM_MAX_LINE_BYTES, or a field over "
+    "CJM_MAX_FIELD_CHARS",
     "invalid_utf8": "the record holds bytes that are not UTF-8",
     "invalid_json": "the line is not a JSON document",
     "invalid_csv": "the CSV record has the wrong number of fields",

@@ -15,17 +15,16 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
-    finish,
     json_object,
     missing_id_rule,
     parse_timestamp,
+    run_adapter,
     timestamp_rules,
     url_param,
     url_path,
     vocabulary_rule,
 )
-from transforms.pii import normalise_handle, scrub_text
-from transforms.readers import read_csv, read_jsonl
+from transforms.readers import ParsedFile, read_csv, read_jsonl
 
 SOURCE = "social"
 FILE_GLOBS = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz")
@@ -56,9 +55,13 @@ KINDS: dict[str, str] = {
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     if ".csv" in path.suffixes:
-        parsed = read_csv(path, COLUMNS, REQUIRED, PII_COLUMNS)
+        chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
     else:
-        parsed = read_jsonl(path, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))
+        chunks = read_jsonl(path, ctx.limits, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))
+    return run_adapter(chunks, _prepare, ctx, path)
+
+
+def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
     url = pl.col("url")
     kind = pl.col("kind").str.strip_chars().str.to_lowercase()
     prepared = parsed.records.with_columns(
@@ -66,7 +69,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         native_event=pl.col("kind"),
         event_type=kind.replace_strict(KINDS, default=None),
         occurred_at=parse_timestamp(pl.col("created_at").str.strip_chars()),
-        _handle=normalise_handle(pl.col("platform"), pl.col("author_handle")),
+        _handle=ctx.handle(pl.col("platform"), pl.col("author_handle")),
         platform=pl.col("platform").str.strip_chars().str.to_lowercase(),
         channel=pl.when(kind == "ad_click").then(pl.lit("paid_social")).otherwise(pl.lit("social")),
         url=url,
@@ -77,14 +80,14 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         utm_term=url_param(url, "utm_term"),
         utm_content=url_param(url, "utm_content"),
         campaign=pl.coalesce("campaign", url_param(url, "utm_campaign")),
-        text=scrub_text(pl.col("text")),
+        text=pl.col("text"),
         properties=json_object(
             in_reply_to="in_reply_to",
             sentiment=pl.col("sentiment").str.to_lowercase(),
         ),
     )
     rules = [
-        missing_id_rule(pl.col("native_id"), "mention_id"),
+        missing_id_rule(pl.col("native_id"), "mention_id", ctx),
         Rule(
             "missing_identity",
             pl.col("_handle").is_null() | pl.col("platform").is_null(),
@@ -93,4 +96,4 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         *timestamp_rules(pl.col("created_at"), pl.col("occurred_at"), ctx),
         vocabulary_rule(pl.col("event_type"), pl.col("native_event"), "kind"),
     ]
-    return finish(parsed, prepared, rules, ctx, path)
+    return prepared, rules

@@ -17,17 +17,18 @@ from transforms.common import (
     BatchContext,
     Rule,
     fill_missing,
-    finish,
     json_object,
     missing_id_rule,
+    number,
     parse_timestamp,
+    run_adapter,
     timestamp_rules,
     url_param,
     url_path,
     vocabulary_rule,
 )
 from transforms.pii import normalise_email
-from transforms.readers import read_jsonl
+from transforms.readers import ParsedFile, read_jsonl
 
 SOURCE = "web"
 FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
@@ -104,7 +105,10 @@ CALL_TYPES: dict[str, str] = {
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    parsed = read_jsonl(path, NATIVE_DTYPE)
+    return run_adapter(read_jsonl(path, ctx.limits, NATIVE_DTYPE), _prepare, ctx, path)
+
+
+def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
     frame = parsed.records.unnest("context", separator="_").unnest("properties", separator="_p_")
     frame = frame.rename(lambda c: c.replace("properties_p_", "p_"))
     call = pl.col("type").str.to_lowercase()
@@ -127,14 +131,18 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         occurred_at=pl.when(pl.col("timestamp").is_not_null())
         .then(parse_timestamp(pl.col("timestamp")))
         .otherwise(pl.coalesce(skew_corrected, client_ts)),
-        anonymous_id=pl.when(call == "alias")
-        .then(pl.coalesce("previousId", "anonymousId"))
-        .otherwise(pl.col("anonymousId")),
-        user_id=pl.col("userId"),
-        _email=normalise_email(
-            pl.coalesce(
-                pl.col("traits").struct.field("email"),
-                pl.col("context_traits").struct.field("email"),
+        anonymous_id=ctx.identity(
+            pl.when(call == "alias")
+            .then(pl.coalesce("previousId", "anonymousId"))
+            .otherwise(pl.col("anonymousId"))
+        ),
+        user_id=ctx.identity(pl.col("userId")),
+        _email=ctx.identity(
+            normalise_email(
+                pl.coalesce(
+                    pl.col("traits").struct.field("email"),
+                    pl.col("context_traits").struct.field("email"),
+                )
             )
         ),
         order_id=pl.col("p_order_id"),
@@ -149,7 +157,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         utm_campaign=fill_missing(campaign.struct.field("name"), url_param, url, "utm_campaign"),
         utm_term=fill_missing(campaign.struct.field("term"), url_param, url, "utm_term"),
         utm_content=fill_missing(campaign.struct.field("content"), url_param, url, "utm_content"),
-        revenue=pl.coalesce("p_revenue", "p_total").cast(pl.Float64, strict=False),
+        revenue=number(pl.coalesce("p_revenue", "p_total")),
         _revenue_text=pl.coalesce("p_revenue", "p_total"),
         text=pl.col("p_query"),
         properties=json_object(
@@ -157,7 +165,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             product_id="p_product_id",
             category="p_category",
             name=pl.coalesce("p_name", "name"),
-            price=pl.col("p_price").cast(pl.Float64, strict=False),
+            price=number(pl.col("p_price")),
             quantity=pl.col("p_quantity").cast(pl.Int64, strict=False),
             currency="p_currency",
             coupon="p_coupon",
@@ -166,7 +174,7 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     ).with_columns(campaign=pl.col("utm_campaign"))
 
     rules = [
-        missing_id_rule(pl.col("native_id"), "messageId"),
+        missing_id_rule(pl.col("native_id"), "messageId", ctx),
         Rule(
             "missing_identity",
             pl.col("anonymous_id").is_null() & pl.col("user_id").is_null(),
@@ -175,9 +183,12 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
         Rule(
             "wrong_type",
             pl.col("_revenue_text").is_not_null() & pl.col("revenue").is_null(),
-            pl.format("properties.revenue {} is not a number", pl.col("_revenue_text")),
+            pl.format(
+                "properties.revenue {} is not a finite number",
+                pl.col("_revenue_text").str.slice(0, 80),
+            ),
         ),
         *timestamp_rules(pl.col("_ts_text"), pl.col("occurred_at"), ctx),
         vocabulary_rule(pl.col("event_type"), pl.col("native_event"), "call/event"),
     ]
-    return finish(parsed, prepared, rules, ctx, path)
+    return prepared, rules
