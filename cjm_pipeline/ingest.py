@@ -594,13 +594,15 @@ def write_partitions(
             "manifest": asdict(manifest) if manifest else None,
         }
         _atomic_write_text(journal_path, json.dumps(journal) + "\n")
-    except OSError as exc:
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        # Polars reports a failed write (a full disk) as a ComputeError naming the OS error.
         for temp in staged:
             temp.unlink(missing_ok=True)
-        where = next(iter(staged), journal_path)
+        where = list(staged.values())[-1] if staged else journal_path
+        problem = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
         raise LakeWriteError(
-            exc.errno,
-            f"writing {where} failed ({exc.strerror or exc}); the lake is as it was before "
+            getattr(exc, "errno", None),
+            f"writing {where} failed ({problem}); the lake is as it was before "
             f"this ingest of {source} {iso}: free space or fix the cause, then ingest the "
             "date again",
         ) from exc
