@@ -4,6 +4,12 @@ dbt runs as a child process (see ``run_dbt``). Paths, resources and
 the journey settings reach the project (dbt_project.yml, profiles.yml) through
 environment variables and ``--vars``, so the command line and the scheduler build
 exactly the same way.
+
+Before planning a night, what the build stands on is checked, and repaired where it can
+be (see ``plan_build``): a build state file that cannot be read is rebuilt from the
+served snapshot's stamp; a build database that cannot be opened is restored from the
+served snapshot; a lake partition removed or changed since the last build (a deletion
+such as an erasure request) makes the night a full refresh, so it reaches the marts.
 """
 
 from __future__ import annotations
@@ -11,19 +17,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from cjm_pipeline.settings import PROJECT_ROOT, Settings
+from cjm_pipeline.lock import night_lock
+from cjm_pipeline.settings import (
+    ALL_SOURCES,
+    PROJECT_ROOT,
+    SOURCES,
+    Settings,
+)
 
 
 class BuildError(RuntimeError):
     """The dbt build failed; the message names the failing nodes."""
+
+
+class BuildStateError(BuildError):
+    """The build state file cannot be read; the message names it and what is wrong."""
+
+
+class NothingToBuild(BuildError):
+    """The lake holds no event up to the run date."""
+
+
+# What a plan saw of one lake partition: bytes, rows, and a digest of its Parquet
+# footers. The footers, not the modification times: re-ingesting a date rewrites its
+# file with the same bytes, and that must not force a full refresh.
+Partition = list[object]
 
 
 @dataclass
@@ -36,6 +63,9 @@ class BuildPlan:
     last_success_build_id: int = 0
     # Of the settings, seeds and models at planning time: what the build is made with.
     fingerprint: str = ""
+    # The lake partitions up to the run date ("source/date" -> Partition), recorded with
+    # the build so the next night can tell what changed under it.
+    lake: dict[str, Partition] | None = None
 
 
 @dataclass
@@ -52,27 +82,62 @@ class BuildState:
     build_id: int
     run_date: date
     fingerprint: str
+    lake: dict[str, Partition] | None = None
 
     @classmethod
     def load(cls, path: Path) -> BuildState | None:
+        """The state in ``path``, None if there is none; ``BuildStateError`` naming the
+        file when it is not a state file (truncated, a key missing, a wrong type)."""
         if not path.exists():
             return None
-        data = json.loads(path.read_text())
-        return cls(data["build_id"], date.fromisoformat(data["run_date"]), data["fingerprint"])
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("it is not a JSON object")
+            build_id = data["build_id"]
+            if not isinstance(build_id, int) or isinstance(build_id, bool) or build_id < 1:
+                raise ValueError(f"build_id {build_id!r} is not a build number")
+            run_date = date.fromisoformat(_text(data, "run_date"))
+            made_with = _text(data, "fingerprint")
+            lake = data.get("lake")
+            if lake is not None and not isinstance(lake, dict):
+                raise ValueError("lake is not a JSON object")
+        except KeyError as exc:
+            raise BuildStateError(f"the build state file {path} has no key {exc}") from exc
+        except (OSError, ValueError, TypeError) as exc:
+            raise BuildStateError(f"the build state file {path} is damaged ({exc})") from exc
+        return cls(build_id, run_date, made_with, lake)
 
     def save(self, path: Path) -> None:
         data = {
             "build_id": self.build_id,
             "run_date": self.run_date.isoformat(),
             "fingerprint": self.fingerprint,
+            "lake": self.lake,
         }
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, path)
+
+
+def _text(data: dict, key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} {value!r} is not a string")
+    return value
 
 
 def state_path(settings: Settings) -> Path:
     return settings.build_path.with_name(settings.build_path.name + ".state.json")
+
+
+def load_state_quietly(settings: Settings) -> BuildState | None:
+    """The build state, or None when there is none or it is damaged (``plan_build``
+    reports and repairs the damage)."""
+    try:
+        return BuildState.load(state_path(settings))
+    except BuildStateError:
+        return None
 
 
 def fingerprint(settings: Settings) -> str:
@@ -96,21 +161,218 @@ def fingerprint(settings: Settings) -> str:
     return digest.hexdigest()[:16]
 
 
+# The lake under the build -----------------------------------------------------------------
+
+PARTITION_DATE = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+def _partition_dirs(settings: Settings) -> list[tuple[str, date, Path]]:
+    roots = {source: settings.lake_dir / "events" / f"source={source}" for source in SOURCES}
+    roots["crm"] = settings.lake_dir / "crm_customers"
+    found = []
+    for source in ALL_SOURCES:
+        if not roots[source].is_dir():
+            continue
+        for folder in roots[source].iterdir():
+            match = PARTITION_DATE.match(folder.name)
+            if match and folder.is_dir():
+                found.append((source, date.fromisoformat(match[1]), folder))
+    return found
+
+
+def _footer(path: Path) -> bytes:
+    """The Parquet footer (its schema, row groups and statistics), read from the end."""
+    with path.open("rb") as handle:
+        handle.seek(-8, os.SEEK_END)
+        tail = handle.read(8)
+        length = int.from_bytes(tail[:4], "little")
+        handle.seek(-8 - length, os.SEEK_END)
+        return handle.read(length)
+
+
+def lake_inventory(settings: Settings, up_to: date) -> dict[str, Partition]:
+    """Every event and crm partition of the lake up to ``up_to`` (what a build reads):
+    ``"source/date" -> [bytes, rows, footer digest]``."""
+    import pyarrow.parquet as pq
+
+    inventory: dict[str, Partition] = {}
+    for source, day, folder in _partition_dirs(settings):
+        if day > up_to:
+            continue
+        size = rows = 0
+        digest = hashlib.sha256()
+        for file in sorted(folder.glob("*.parquet")):
+            size += file.stat().st_size
+            rows += pq.read_metadata(file).num_rows
+            digest.update(file.name.encode() + b"\0" + _footer(file))
+        inventory[f"{source}/{day.isoformat()}"] = [size, rows, digest.hexdigest()[:16]]
+    return inventory
+
+
+def event_rows(inventory: dict[str, Partition]) -> int:
+    return sum(int(p[1]) for key, p in inventory.items() if not key.startswith("crm/"))
+
+
+def lake_changes(state: BuildState, now: dict[str, Partition], window_start: date) -> list[str]:
+    """What changed in the partitions the last build read, that a night re-reading the
+    landing dates from ``window_start`` would not take in. A re-read adds the events it
+    does not hold yet but never takes one back, so within the window only a partition
+    that kept or gained rows is safe."""
+    if state.lake is None:
+        return []
+    changes = []
+    for key in sorted(set(state.lake) | set(now)):
+        source, day = key.split("/")
+        if date.fromisoformat(day) > state.run_date:
+            continue
+        then, current = state.lake.get(key), now.get(key)
+        where = f"lake partition {source} {day}"
+        if current is None:
+            changes.append(f"{where} was removed since build {state.build_id}")
+        elif then is None:
+            if date.fromisoformat(day) < window_start:
+                changes.append(f"{where} was added since build {state.build_id}")
+        elif then[2] != current[2] and (
+            date.fromisoformat(day) < window_start or int(current[1]) < int(then[1])
+        ):
+            changes.append(
+                f"{where} changed since build {state.build_id} "
+                f"({int(then[1]):,} rows then, {int(current[1]):,} now)"
+            )
+    return changes
+
+
+# Repairs before a plan --------------------------------------------------------------------
+
+
+def read_state(
+    settings: Settings, progress: Callable[[str], None] = print
+) -> tuple[BuildState | None, str]:
+    """The build state, repaired when the file is damaged: rebuilt from the served
+    snapshot's ``cjm_publish`` stamp when it can be read (returns it), else the file is
+    moved aside and the reason returned (the night is then a full refresh)."""
+    from cjm_pipeline.publish import PublishError, read_published_build
+
+    path = state_path(settings)
+    try:
+        return BuildState.load(path), ""
+    except BuildStateError as exc:
+        damage = str(exc)
+    try:
+        stamp, lake = read_published_build(settings.warehouse_path)
+    except PublishError as exc:
+        aside = _move_aside(path)
+        reason = (
+            f"{damage}, and the served snapshot cannot replace it ({exc}); it was moved "
+            f"aside to {aside.name}"
+        )
+        progress(f"warning: {reason}: this night is a full refresh")
+        return None, reason
+    state = BuildState(stamp.build_id, stamp.run_date, stamp.fingerprint or "unknown", lake)
+    state.save(path)
+    progress(
+        f"warning: {damage}: rebuilt from the served snapshot {stamp.name} "
+        f"(build {stamp.build_id} as of {stamp.run_date})"
+    )
+    return state, ""
+
+
+def _move_aside(path: Path) -> Path:
+    aside = path.with_name(f"{path.name}.damaged-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    os.replace(path, aside)
+    return aside
+
+
+def open_problem(database: Path) -> str | None:
+    """Why DuckDB cannot open ``database`` read-only and list its tables, or None."""
+    import duckdb
+
+    try:
+        with duckdb.connect(str(database), read_only=True) as con:
+            con.execute("select count(*) from duckdb_tables()").fetchall()
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def check_build_database(settings: Settings, progress: Callable[[str], None] = print) -> str:
+    """Make sure the build database opens: a damaged one is restored from the served
+    snapshot (returns ""), or moved aside (returns the reason for a full refresh)."""
+    from cjm_pipeline.publish import database_problem, wal_path
+
+    path = settings.build_path
+    if not path.exists():
+        return ""
+    problem = open_problem(path)
+    if problem is None:
+        return ""
+    if "could not set lock" in problem.lower():
+        raise BuildError(
+            f"the build database {path} is in use by another process ({problem}): stop it "
+            "(`lsof` names it), then run again"
+        )
+    damage = f"the build database {path} cannot be opened ({problem})"
+    served = settings.warehouse_path
+    if served.exists() and database_problem(served) is None:
+        try:
+            state = restore_build(settings, served)
+        except BuildError as exc:
+            progress(f"warning: {damage}; restoring it failed: {exc}")
+        else:
+            progress(
+                f"warning: {damage}: restored from the served snapshot "
+                f"(build {state.build_id} as of {state.run_date})"
+            )
+            return ""
+    aside = _move_aside(path)
+    wal_path(path).unlink(missing_ok=True)
+    reason = f"{damage}; no served snapshot could replace it, so it was moved aside to {aside.name}"
+    progress(f"warning: {reason}")
+    return reason
+
+
+def next_build_id(settings: Settings, state: BuildState | None) -> int:
+    """One more than the last build: the state's, else the newest snapshot's, so
+    numbers never go back when the state is lost."""
+    if state is not None:
+        return state.build_id + 1
+    from cjm_pipeline.publish import snapshot_build_ids
+
+    return max(snapshot_build_ids(settings), default=0) + 1
+
+
 def plan_build(
-    settings: Settings, run_date: date, full_refresh: bool = False, since: date | None = None
+    settings: Settings,
+    run_date: date,
+    full_refresh: bool = False,
+    since: date | None = None,
+    progress: Callable[[str], None] = print,
 ) -> BuildPlan:
     """Decide between an incremental night and a full refresh.
 
     A night after the last successful build re-reads the lookback window, widened to
     cover every night since that build and every landing date ingested for this run
     (``since``). Going back in time (a run date before the last build's), a change of
-    settings, seeds or models, or a missing build database needs a full refresh.
+    settings, seeds or models, a missing or damaged build database, a damaged state file
+    that the served snapshot cannot replace, or a lake partition removed or changed
+    since the last build needs a full refresh. Raises ``NothingToBuild`` when the lake
+    has no event up to ``run_date``. Call it under the night lock: it may repair files.
     """
     lookback = settings.build_lookback_days
-    state = BuildState.load(state_path(settings))
+    damaged = check_build_database(settings, progress)
+    state, state_damage = read_state(settings, progress)
+    lake = lake_inventory(settings, run_date)
+    if event_rows(lake) == 0:
+        raise NothingToBuild(
+            f"no events in the lake up to {run_date}: nothing to build; check CJM_DATA_DIR "
+            f"(now {settings.data_dir}) and the landing folders"
+        )
     current = fingerprint(settings)
+    build_id = next_build_id(settings, state)
     if full_refresh:
         reason = "full refresh requested"
+    elif damaged or state_damage:
+        reason = damaged or state_damage
     elif state is None or not settings.build_path.exists():
         reason = "first build"
     elif run_date < state.run_date:
@@ -120,12 +382,15 @@ def plan_build(
     else:
         reason = ""
     if reason:
-        build_id = (state.build_id + 1) if state else 1
-        return BuildPlan(run_date, True, lookback, reason, build_id, 0, current)
+        return BuildPlan(run_date, True, lookback, reason, build_id, 0, current, lake)
     oldest = min(state.run_date, since) if since else state.run_date
     widened = max(lookback, (run_date - oldest).days)
+    changes = lake_changes(state, lake, run_date - timedelta(days=widened))
+    if changes:
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        return BuildPlan(run_date, True, lookback, changes[0] + more, build_id, 0, current, lake)
     why = "incremental night" if widened == lookback else f"window widened back to {oldest}"
-    return BuildPlan(run_date, False, widened, why, state.build_id + 1, state.build_id, current)
+    return BuildPlan(run_date, False, widened, why, build_id, state.build_id, current, lake)
 
 
 def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
@@ -210,9 +475,24 @@ def build(
     ``since`` is the earliest landing date ingested for this run (a backfill): the
     incremental window reaches back to it. The build state is saved only when every
     node succeeded, so a failed night is redone by the next one; ``record=False``
-    leaves that to the caller (see ``record_build``).
+    leaves that to the caller (see ``record_build``). Holds the night lock (taken
+    again if the caller holds it; refused at once otherwise).
     """
-    plan = plan_build(settings, run_date, full_refresh, since)
+    with night_lock(settings, "cjm build", progress=progress):
+        return _build(settings, run_date, full_refresh, select, progress, tests, since, record)
+
+
+def _build(
+    settings: Settings,
+    run_date: date,
+    full_refresh: bool,
+    select: str | None,
+    progress: Callable[[str], None],
+    tests: bool,
+    since: date | None,
+    record: bool,
+) -> BuildResult:
+    plan = plan_build(settings, run_date, full_refresh, since, progress)
     progress(
         f"dbt build as of {plan.run_date} "
         f"({'full refresh' if plan.full_refresh else 'incremental'}: {plan.reason}; "
@@ -248,11 +528,11 @@ def record_build(settings: Settings, plan: BuildPlan) -> None:
 
     The nightly job calls this only once the build passed the marts gate and was
     published, so a build that failed a critical expectation, or was not served, is
-    redone by the next night with the same number, like a failed build.
+    redone by the next night with the same number, like a failed build. The lake
+    partitions the plan saw are recorded with it (see ``lake_changes``).
     """
-    BuildState(plan.build_id, plan.run_date, plan.fingerprint or fingerprint(settings)).save(
-        state_path(settings)
-    )
+    made_with = plan.fingerprint or fingerprint(settings)
+    BuildState(plan.build_id, plan.run_date, made_with, plan.lake).save(state_path(settings))
 
 
 def restore_build(settings: Settings, snapshot: Path) -> BuildState:
@@ -261,11 +541,13 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
     A snapshot is a whole build database, so the next night builds on the restored
     night instead of the one rolled back from. The copy replaces the build file in one
     rename, and the build state follows it, with the fingerprint the snapshot was built
-    with: if the models changed since, the next night is a full refresh.
+    with: if the models changed since, the next night is a full refresh. The lake
+    partitions that night read come back with it from the snapshot, so a partition
+    removed since is still noticed.
     """
     import duckdb
 
-    from cjm_pipeline.publish import wal_path
+    from cjm_pipeline.publish import INVENTORY_TABLE, PUBLISH_TABLE, read_inventory, wal_path
 
     target = settings.build_path
     staging = target.with_name(f".{target.name}.restoring")
@@ -273,9 +555,11 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
         shutil.copyfile(snapshot, staging)
         with duckdb.connect(str(staging)) as con:
             build_id, run_date, made_with = con.execute(
-                "select build_id, run_date, fingerprint from cjm_publish"
+                f"select build_id, run_date, fingerprint from {PUBLISH_TABLE}"
             ).fetchone()
-            con.execute("drop table cjm_publish")
+            lake = read_inventory(con)
+            con.execute(f"drop table {PUBLISH_TABLE}")
+            con.execute(f"drop table if exists {INVENTORY_TABLE}")
             con.execute("checkpoint")
         wal_path(target).unlink(missing_ok=True)
         os.replace(staging, target)
@@ -284,7 +568,7 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
             f"the build database could not be restored from {snapshot}: {exc}. The served "
             "night is rolled back; run the next night with --full-refresh"
         ) from exc
-    state = BuildState(build_id, run_date, made_with or "unknown")
+    state = BuildState(build_id, run_date, made_with or "unknown", lake)
     state.save(state_path(settings))
     return state
 

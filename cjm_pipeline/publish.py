@@ -2,68 +2,84 @@
 
 What lives where (all under the directory of ``settings.warehouse_path``)::
 
-    cjm.duckdb                                   served: a hard link to one snapshot
-    snapshots/cjm-<published>-<run_date>-b<build>.duckdb    one per publish, oldest first
-    snapshots/<snapshot>.rolled-back             marker: ``rollback`` moved away from it
-    parquet/<snapshot without .duckdb>/<mart>.parquet       the marts of each snapshot
-    parquet/current -> <snapshot without .duckdb>           the served snapshot's marts
+    snapshots/<snapshot>/cjm.duckdb               one folder per publish, oldest first
+    snapshots/<snapshot>/parquet/<mart>.parquet   its marts as Parquet
+    snapshots/<snapshot>/rolled-back              marker: ``rollback`` moved away from it
+    served -> snapshots/<snapshot>                which snapshot is served: the one switch
+    cjm.duckdb -> served/cjm.duckdb               the served database (a fixed link)
+    parquet/current -> ../served/parquet          the served marts (a fixed link)
 
-A publish copies the checkpointed build database into a new snapshot, stamps the copy
-with a ``cjm_publish`` table (build id, run date, time, snapshot name, and
-``mart_rows``: a map from every mart to its row count),
-exports its marts as Parquet, and only then swaps the served path over with one
-``os.replace`` (and ``current`` with another). Until then it writes temporary names,
-renamed to final ones only once complete, so a publish that fails or is killed leaves
-the served file and ``current`` as they were; the next publish or rollback deletes the
-temporary leftovers. (Killed between those renames and the swap, it leaves a complete
-snapshot newer than the served one: listed, pruned in turn, never served by rollback.)
+    <snapshot> = cjm-<published at>-<run date>-b<build id>
 
-Readers open the served path read-only and keep the inode they opened: a reader that
-was open during a publish goes on reading the previous night until it reconnects
-(DuckDB caches one database instance per path in a process, so every connection to the
-path must be closed before a new one sees the new night). Tools reading Parquet should
+A publish copies the checkpointed build database into a temporary folder, stamps the
+copy with a ``cjm_publish`` table (build id, run date, time, snapshot name, fingerprint,
+and ``mart_rows``: a map from every mart to its row count) and a ``cjm_lake_inventory``
+table (the lake partitions the build read), exports the marts as Parquet next to it,
+renames the folder into ``snapshots/``, and only then switches ``served`` with one
+atomic ``os.replace``. The served database and ``parquet/current`` both go through
+``served``, so that one rename switches both: a reader never finds the database of one
+night beside the Parquet files of another.
+
+Every kill point leaves a state the next publish, rollback or prune repairs (each starts
+by repairing, under the night lock): temporary folders are deleted; a snapshot newer
+than the served one and not rolled back from was never served (a publish killed before
+its switch): it is never listed, never served by a rollback, and deleted; a missing
+fixed link is made again. A snapshot is deleted by renaming it to a temporary name
+first, so none is ever seen half deleted.
+
+Readers open the served path read-only and keep the file they opened: a reader that was
+open during a publish goes on reading the previous night until it reconnects (DuckDB
+caches one database instance per path in a process, so every connection to the path
+must be closed before a new one sees the new night). Tools reading Parquet should
 resolve ``current`` once (``os.path.realpath``) and read every file from that folder.
 
-The served file and its snapshot are one inode (a hard link): that is safe only
-because nothing opens either read-write. A process that opened the served file
-read-write would change the snapshot too, and leave ``cjm.duckdb.wal`` next to the
-served path, which DuckDB refuses to replay onto any other file; publish and rollback
-then stop with an error instead of breaking every reader.
+A process that opened the served file read-write would change the snapshot itself, and
+leave ``cjm.duckdb.wal`` next to the path it opened, which DuckDB refuses to replay onto
+any other file; publish and rollback then stop with an error instead of breaking every
+reader.
+
+Warehouses published by earlier versions (one ``snapshots/<snapshot>.duckdb`` file per
+night, hard-linked as the served file) are moved to this layout by the first publish,
+rollback or prune, without copying a database.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 
+from cjm_pipeline.lock import night_lock
 from cjm_pipeline.settings import MARTS, Settings
 
 # The BI contract: a build without every one of these is not published. Tables added
 # later with one of MART_PREFIXES are counted and exported as well.
 MART_PREFIXES: tuple[str, ...] = ("fct_", "dim_", "agg_")
 PUBLISH_TABLE = "cjm_publish"
+INVENTORY_TABLE = "cjm_lake_inventory"
+DB_FILE = "cjm.duckdb"
+PARQUET = "parquet"
+SERVED = "served"
 CURRENT = "current"
 TMP_PREFIX = ".tmp-"
-ROLLED_BACK_SUFFIX = ".rolled-back"
-LOCK_NAME = ".publish.lock"
+ROLLED_BACK = "rolled-back"
 # The publish time leads the name so that names sort in publishing order, which is what
 # "newest" (pruning) and "previous" (rollback) mean, even after a backfill of an older
 # run date; microseconds keep two publishes in one second apart.
 SNAPSHOT_NAME = re.compile(
     r"^cjm-(?P<published>\d{8}T\d{6}\.\d{6}Z)-(?P<run_date>\d{4}-\d{2}-\d{2})"
-    r"-b(?P<build_id>\d+)\.duckdb$"
+    r"-b(?P<build_id>\d+)$"
 )
+LEGACY_SUFFIX = ".duckdb"
+LEGACY_ROLLED_BACK = ".rolled-back"
 STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 
 
@@ -71,10 +87,14 @@ class PublishError(RuntimeError):
     """Publishing or rolling back failed; the message says where and what to do."""
 
 
+class DamagedDatabase(PublishError):
+    """A published database cannot be read; the message names it and what to do."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     name: str
-    path: Path
+    folder: Path
     run_date: date
     build_id: int
     published_at: datetime
@@ -82,8 +102,13 @@ class Snapshot:
     rolled_back: bool = False
 
     @property
-    def parquet_name(self) -> str:
-        return self.name.removesuffix(".duckdb")
+    def path(self) -> Path:
+        """The snapshot's database."""
+        return self.folder / DB_FILE
+
+    @property
+    def parquet(self) -> Path:
+        return self.folder / PARQUET
 
 
 @dataclass(frozen=True)
@@ -99,7 +124,7 @@ class Stamp:
 
 @dataclass(frozen=True)
 class PublishResult:
-    snapshot: Path
+    snapshot: Path  # the snapshot's folder
     served: Path
     parquet: Path
     seconds: float
@@ -110,23 +135,23 @@ class PublishResult:
 
 
 def snapshot_name(published_at: datetime, run_date: date, build_id: int) -> str:
-    return f"cjm-{published_at:{STAMP_FORMAT}}-{run_date.isoformat()}-b{build_id:06d}.duckdb"
+    return f"cjm-{published_at:{STAMP_FORMAT}}-{run_date.isoformat()}-b{build_id:06d}"
 
 
-def parse_snapshot(path: Path) -> Snapshot | None:
-    """The snapshot a file name describes, or None for any other file."""
-    match = SNAPSHOT_NAME.match(path.name)
-    if match is None:
+def parse_snapshot(folder: Path, complete: bool = True) -> Snapshot | None:
+    """The snapshot a folder holds, or None for anything else (a folder without its
+    database is not a snapshot, unless ``complete`` is False)."""
+    match = SNAPSHOT_NAME.match(folder.name)
+    if match is None or (complete and not (folder / DB_FILE).is_file()):
         return None
     published = datetime.strptime(match["published"], STAMP_FORMAT).replace(tzinfo=UTC)
-    rolled_back = path.with_name(path.name + ROLLED_BACK_SUFFIX).exists()
     return Snapshot(
-        path.name,
-        path,
+        folder.name,
+        folder,
         date.fromisoformat(match["run_date"]),
         int(match["build_id"]),
         published,
-        rolled_back=rolled_back,
+        rolled_back=(folder / ROLLED_BACK).exists(),
     )
 
 
@@ -171,33 +196,265 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def served_link(settings: Settings) -> Path:
+    """The symlink whose one rename switches the served night."""
+    return settings.warehouse_dir / SERVED
+
+
+def served_name(settings: Settings) -> str | None:
+    """The name of the snapshot ``served`` points at (whether or not it is whole), or
+    None when nothing was ever served."""
+    link = served_link(settings)
+    if not link.is_symlink():
+        return None
+    target = Path(os.readlink(link))
+    if target.parent != Path(settings.snapshots_dir.name) or not SNAPSHOT_NAME.match(target.name):
+        return None
+    return target.name
+
+
+def _all_snapshots(settings: Settings) -> list[Snapshot]:
+    if not settings.snapshots_dir.is_dir():
+        return []
+    served = served_name(settings)
+    found = (parse_snapshot(p) for p in sorted(settings.snapshots_dir.iterdir()))
+    return [replace(s, is_served=s.name == served) for s in found if s is not None]
+
+
+def _split_orphans(
+    listing: list[Snapshot], served: str | None
+) -> tuple[list[Snapshot], list[Snapshot]]:
+    """(kept, orphans): an orphan is newer than the served snapshot (or nothing was ever
+    served) and not rolled back from, so it was never served."""
+    orphans = [s for s in listing if s.name > (served or "") and not s.rolled_back]
+    return [s for s in listing if s not in orphans], orphans
+
+
+def snapshots(settings: Settings) -> list[Snapshot]:
+    """Published snapshots, oldest first, with the served one marked. Snapshots that
+    were never served (a publish killed before its switch) are not listed."""
+    return _split_orphans(_all_snapshots(settings), served_name(settings))[0]
+
+
+def snapshot_build_ids(settings: Settings) -> list[int]:
+    """The build ids of every snapshot on disk, served or not."""
+    if not settings.snapshots_dir.is_dir():
+        return []
+    names = (p.name.removesuffix(LEGACY_SUFFIX) for p in settings.snapshots_dir.iterdir())
+    return [int(m["build_id"]) for m in map(SNAPSHOT_NAME.match, names) if m]
+
+
+# Repairs: everything a failed or killed publish, rollback or prune can leave ---------------
+
+
 def remove_temps(settings: Settings) -> list[Path]:
     """Delete what a failed or killed publish left behind (only called under the lock)."""
-    served = settings.warehouse_path
     found = [
         *settings.snapshots_dir.glob(f"{TMP_PREFIX}*"),
+        *settings.snapshots_dir.glob(f"*/{TMP_PREFIX}*"),
+        *settings.warehouse_dir.glob(f"{TMP_PREFIX}*"),
         *settings.parquet_dir.glob(f"{TMP_PREFIX}*"),
-        *served.parent.glob(f"{TMP_PREFIX}*-{served.name}"),
     ]
     for path in found:
         remove_path(path)
     return found
 
 
-@contextmanager
-def publish_lock(settings: Settings) -> Iterator[None]:
-    """One publish or rollback at a time; the kernel drops the lock if the process dies."""
-    settings.snapshots_dir.mkdir(parents=True, exist_ok=True)
-    lock_file = settings.snapshots_dir / LOCK_NAME
-    with lock_file.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise PublishError(
-                f"another publish or rollback holds {lock_file}; wait for it to finish "
-                "and try again"
-            ) from exc
-        yield
+def link(target: str, at: Path) -> None:
+    """Make ``at`` a symlink to ``target`` with one atomic rename. A relative target
+    keeps working if the warehouse directory is moved or mounted elsewhere."""
+    staging = temp_path(at.parent, at.name)
+    staging.unlink(missing_ok=True)
+    os.symlink(target, staging)
+    os.replace(staging, at)
+    fsync_path(at.parent)
+
+
+def ensure_links(settings: Settings) -> None:
+    """The fixed links through ``served``: made once, after the first switch (before
+    it they would point nowhere), and again if one goes missing."""
+    if served_name(settings) is None:
+        return
+    fixed = {
+        settings.warehouse_path: f"{SERVED}/{DB_FILE}",
+        settings.parquet_dir / CURRENT: f"../{SERVED}/{PARQUET}",
+    }
+    settings.parquet_dir.mkdir(parents=True, exist_ok=True)
+    for path, target in fixed.items():
+        if not (path.is_symlink() and os.readlink(path) == target):
+            link(target, path)
+
+
+def switch(settings: Settings, snapshot: str) -> None:
+    """Serve ``snapshot``: one rename of ``served``, which both fixed links go through."""
+    link(f"{settings.snapshots_dir.name}/{snapshot}", served_link(settings))
+    ensure_links(settings)
+
+
+def delete_snapshot(snapshot: Snapshot, settings: Settings) -> None:
+    # Renamed first: a deletion killed midway leaves a temporary folder, never a
+    # snapshot with part of its files.
+    doomed = temp_path(settings.snapshots_dir, snapshot.name)
+    os.replace(snapshot.folder, doomed)
+    fsync_path(settings.snapshots_dir)
+    shutil.rmtree(doomed)
+
+
+def repair(settings: Settings, progress: Callable[[str], None] = print) -> None:
+    """Bring the warehouse to a consistent state (under the night lock)."""
+    migrate_legacy(settings, progress)
+    stale = remove_temps(settings)
+    if stale:
+        progress(f"  removed {len(stale)} temporary file(s) of an earlier failed publish")
+    for orphan in _split_orphans(_all_snapshots(settings), served_name(settings))[1]:
+        delete_snapshot(orphan, settings)
+        progress(f"  deleted {orphan.name}: a publish stopped before serving it")
+    ensure_links(settings)
+
+
+def migrate_legacy(settings: Settings, progress: Callable[[str], None] = print) -> None:
+    """Move snapshots of the earlier layout (``snapshots/<snapshot>.duckdb``, its
+    Parquet in ``parquet/<snapshot>/``) into folders, by hard links and renames. Each
+    step can be repeated, so a migration killed midway finishes the next time."""
+    folder_of = settings.snapshots_dir
+    legacy = [
+        p
+        for p in (sorted(folder_of.iterdir()) if folder_of.is_dir() else [])
+        if SNAPSHOT_NAME.match(p.name.removesuffix(LEGACY_SUFFIX))
+        and p.name.endswith(LEGACY_SUFFIX)
+        and p.is_file()
+    ]
+    if not legacy:
+        return
+    served = _legacy_served(settings, legacy)
+    for path in legacy:
+        name = path.name.removesuffix(LEGACY_SUFFIX)
+        folder = folder_of / name
+        folder.mkdir(exist_ok=True)
+        if not (folder / DB_FILE).exists():
+            _link_or_copy(path, folder / DB_FILE)
+        old_parquet = settings.parquet_dir / name
+        if old_parquet.is_dir() and not (folder / PARQUET).exists():
+            os.replace(old_parquet, folder / PARQUET)
+        marker = path.with_name(path.name + LEGACY_ROLLED_BACK)
+        if marker.exists():
+            os.replace(marker, folder / ROLLED_BACK)
+        fsync_path(folder)
+        path.unlink()  # last: until now the old file still names this snapshot
+    if served is not None and served_name(settings) is None:
+        link(f"{folder_of.name}/{served}", served_link(settings))
+    for leftover in settings.parquet_dir.iterdir() if settings.parquet_dir.is_dir() else []:
+        if SNAPSHOT_NAME.match(leftover.name) and leftover.is_dir():
+            remove_path(leftover)  # Parquet of a snapshot pruned before the migration
+    progress(f"  moved {len(legacy)} snapshot(s) to one folder each (database and Parquet)")
+
+
+def _legacy_served(settings: Settings, legacy: list[Path]) -> str | None:
+    served = settings.warehouse_path
+    if not served.is_file() or served.is_symlink():
+        return None
+    folders = [p for p in settings.snapshots_dir.iterdir() if (p / DB_FILE).is_file()]
+    for path in [*legacy, *(p / DB_FILE for p in folders)]:
+        if os.path.samefile(path, served):
+            return path.name.removesuffix(LEGACY_SUFFIX) if path in legacy else path.parent.name
+    try:  # served as a copy (no hard links there): the stamp names it
+        return str(served_info(served)["snapshot"]).removesuffix(LEGACY_SUFFIX)
+    except PublishError:
+        return None
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError as exc:
+        if exc.errno not in {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP}:
+            raise
+        staging = temp_path(dest.parent, dest.name)
+        shutil.copyfile(source, staging)
+        fsync_path(staging)
+        os.replace(staging, dest)
+
+
+# Reading published databases ----------------------------------------------------------------
+
+
+def served_info(path: Path, label: str = "served database") -> dict[str, object]:
+    """The ``cjm_publish`` row of a served (or snapshot) file, read-only: build_id,
+    run_date, published_at (UTC), snapshot (its name) and mart_rows (mart -> rows).
+    Raises ``DamagedDatabase`` when the file cannot be read."""
+    if not path.exists():
+        raise PublishError(f"no database at {path}: nothing has been published yet")
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            cursor = con.execute(f"select * from {PUBLISH_TABLE}")
+            names = [column[0] for column in cursor.description]
+            row = cursor.fetchone()
+    except duckdb.CatalogException as exc:
+        raise PublishError(
+            f"{path} has no {PUBLISH_TABLE} table: it was not written by a publish (`cjm run`)"
+        ) from exc
+    except duckdb.Error as exc:
+        raise damaged(path, exc, label) from exc
+    values = dict(zip(names, row, strict=True))
+    values["published_at"] = values["published_at"].replace(tzinfo=UTC)
+    return values
+
+
+def damaged(
+    path: Path, exc: BaseException | str, label: str = "served database"
+) -> DamagedDatabase:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DamagedDatabase(
+        f"the {label} {path} is damaged ({detail}): run `cjm rollback` to serve the newest "
+        "good snapshot"
+    )
+
+
+def database_problem(path: Path) -> str | None:
+    """Why a published database cannot be served, or None when it reads: it opens
+    read-only, has its stamp, and every mart holds the rows stamped."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            (stamped,) = con.execute(f"select mart_rows from {PUBLISH_TABLE}").fetchone()
+            for mart, rows in stamped.items():
+                found = con.execute(f"select count(*) from {sql_name(mart)}").fetchone()[0]
+                if found != rows:
+                    return f"{mart} has {found:,} rows, {rows:,} when published"
+    except duckdb.Error as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def read_inventory(con: duckdb.DuckDBPyConnection) -> dict[str, list[object]] | None:
+    """The lake partitions a published build read (None for snapshots without them)."""
+    present = con.execute(
+        "select count(*) from duckdb_tables() where table_name = ?", [INVENTORY_TABLE]
+    ).fetchone()[0]
+    if not present:
+        return None
+    rows = con.execute(f"select partition, bytes, rows, digest from {INVENTORY_TABLE}").fetchall()
+    return {key: [size, count, digest] for key, size, count, digest in rows}
+
+
+def read_published_build(path: Path) -> tuple[Stamp, dict[str, list[object]] | None]:
+    """The stamp and lake inventory of a published database (to rebuild a build state)."""
+    info = served_info(path)
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            lake = read_inventory(con)
+    except duckdb.Error as exc:
+        raise damaged(path, exc) from exc
+    stamp = Stamp(
+        str(info["snapshot"]),
+        info["run_date"],
+        int(info["build_id"]),
+        info["published_at"],
+        str(info.get("fingerprint") or ""),
+    )
+    return stamp, lake
+
+
+# Publishing ---------------------------------------------------------------------------------
 
 
 def check_keep(settings: Settings) -> int:
@@ -209,16 +466,17 @@ def check_keep(settings: Settings) -> int:
     return settings.keep_snapshots
 
 
-def check_served_wal(served: Path) -> None:
+def check_served_wal(settings: Settings) -> None:
     """A WAL next to the served path belongs to the file being replaced: DuckDB refuses
     to replay it onto the new one, so every reader of the new night would fail."""
-    wal = wal_path(served)
-    if wal.exists():
-        raise PublishError(
-            f"{wal} exists: a process opened the served database read-write (readers must "
-            "open it read_only), which also changed the snapshot it links to. Find and stop "
-            f"that process (`lsof {served}`), move {wal} away, then publish again"
-        )
+    served = settings.warehouse_path
+    for wal in (wal_path(served), wal_path(served_link(settings) / DB_FILE)):
+        if wal.exists():
+            raise PublishError(
+                f"{wal} exists: a process opened the served database read-write (readers "
+                "must open it read_only), which also changed its snapshot. Find and stop "
+                f"that process (`lsof {served}`), move {wal} away, then publish again"
+            )
 
 
 def checkpoint_and_copy(build: Path, dest: Path, config: dict[str, str]) -> None:
@@ -267,9 +525,14 @@ def mart_tables(con: duckdb.DuckDBPyConnection, where: Path) -> list[str]:
 
 
 def stamp_snapshot(
-    path: Path, source: Path, stamp: Stamp, config: dict[str, str]
+    path: Path,
+    source: Path,
+    stamp: Stamp,
+    config: dict[str, str],
+    lake: dict[str, list[object]] | None = None,
 ) -> dict[str, int]:
-    """Add ``cjm_publish`` (one row saying what this file is) and return the mart counts."""
+    """Add ``cjm_publish`` (one row saying what this file is) and, when given, the lake
+    partitions the build read; return the mart counts."""
     with duckdb.connect(str(path), config=config) as con:
         tables = mart_tables(con, source)
         counts = {
@@ -291,6 +554,16 @@ def stamp_snapshot(
                 list(counts.values()),
             ],
         )
+        con.execute(f"drop table if exists {INVENTORY_TABLE}")
+        if lake is not None:
+            con.execute(
+                f"create table {INVENTORY_TABLE} (partition varchar, bytes bigint, rows bigint, "
+                "digest varchar)"
+            )
+            con.executemany(
+                f"insert into {INVENTORY_TABLE} values (?, ?, ?, ?)",
+                [[key, *value] for key, value in sorted(lake.items())],
+            )
         con.execute("checkpoint")
     if wal_path(path).exists():
         raise PublishError(f"{wal_path(path)} was left after stamping {path}; publish again")
@@ -314,162 +587,59 @@ def export_parquet(database: Path, folder: Path, tables: list[str], config: dict
     return written
 
 
-def publish_parquet(
-    database: Path, parquet_dir: Path, name: str, tables: list[str], config: dict[str, str]
-) -> tuple[Path, int]:
-    """Export under a temporary name, then rename: a folder with a final name is complete."""
-    parquet_dir.mkdir(parents=True, exist_ok=True)
-    staging = temp_path(parquet_dir, name)
-    written = export_parquet(database, staging, tables, config)
-    final = parquet_dir / name
-    os.replace(staging, final)
-    fsync_path(parquet_dir)
-    return final, written
-
-
-def serve(snapshot: Path, served: Path) -> bool:
-    """Make ``served`` the snapshot with one atomic rename; True if it is a hard link."""
-    check_served_wal(served)
-    staging = temp_path(served.parent, served.name)
-    staging.unlink(missing_ok=True)
-    try:
-        os.link(snapshot, staging)
-        linked = True
-    except OSError as exc:
-        if exc.errno not in {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.EOPNOTSUPP}:
-            raise
-        # No hard links here (some network or FUSE file systems): serve a copy instead,
-        # recognised later by the snapshot name stamped inside it.
-        shutil.copyfile(snapshot, staging)
-        fsync_path(staging)
-        linked = False
-    os.replace(staging, served)
-    fsync_path(served.parent)
-    return linked
-
-
-def point_current(parquet_dir: Path, folder_name: str) -> None:
-    staging = temp_path(parquet_dir, CURRENT)
-    staging.unlink(missing_ok=True)
-    # A relative target keeps working if the warehouse directory is moved or mounted
-    # elsewhere.
-    os.symlink(folder_name, staging)
-    os.replace(staging, parquet_dir / CURRENT)
-    fsync_path(parquet_dir)
-
-
-def served_info(path: Path) -> dict[str, object]:
-    """The ``cjm_publish`` row of a served (or snapshot) file, read-only: build_id,
-    run_date, published_at (UTC), snapshot (its name) and mart_rows (mart -> rows)."""
-    if not path.exists():
-        raise PublishError(f"no database at {path}: nothing has been published yet")
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            cursor = con.execute(f"select * from {PUBLISH_TABLE}")
-            names = [column[0] for column in cursor.description]
-            row = cursor.fetchone()
-    except duckdb.CatalogException as exc:
-        raise PublishError(
-            f"{path} has no {PUBLISH_TABLE} table: it was not written by a publish (`cjm run`)"
-        ) from exc
-    values = dict(zip(names, row, strict=True))
-    values["published_at"] = values["published_at"].replace(tzinfo=UTC)
-    return values
-
-
-def served_snapshot_name(served: Path, paths: list[Path]) -> str | None:
-    """Which snapshot is served: the one sharing its inode, else the one named inside it
-    (when the file system could not hard-link and the served file is a copy)."""
-    if not served.exists():
-        return None
-    for path in paths:
-        if os.path.samefile(path, served):
-            return path.name
-    try:
-        name = served_info(served)["snapshot"]
-    except (PublishError, duckdb.Error):
-        return None
-    return name if any(path.name == name for path in paths) else None
-
-
-def snapshots(settings: Settings) -> list[Snapshot]:
-    """Published snapshots, oldest first, with the served one marked."""
-    if not settings.snapshots_dir.is_dir():
-        return []
-    paths = sorted(p for p in settings.snapshots_dir.iterdir() if SNAPSHOT_NAME.match(p.name))
-    served = served_snapshot_name(settings.warehouse_path, paths)
-    listing = [parse_snapshot(path) for path in paths]
-    return [replace(snap, is_served=snap.name == served) for snap in listing if snap]
-
-
-def delete_snapshot(snapshot: Snapshot, parquet_dir: Path) -> None:
-    # The file goes first: a folder without its snapshot is an orphan pruned later, while
-    # a snapshot without its folder would be re-exported on rollback.
-    snapshot.path.unlink(missing_ok=True)
-    for leftover in (snapshot.path.name + ROLLED_BACK_SUFFIX, snapshot.path.name + ".wal"):
-        snapshot.path.with_name(leftover).unlink(missing_ok=True)
-    remove_path(parquet_dir / snapshot.parquet_name)
-
-
-def prune_unlocked(settings: Settings) -> list[str]:
-    listing = snapshots(settings)
-    keep = {snap.name for snap in listing[-check_keep(settings) :]}
-    keep |= {snap.name for snap in listing if snap.is_served}
-    gone = [snap for snap in listing if snap.name not in keep]
-    for snap in gone:
-        delete_snapshot(snap, settings.parquet_dir)
-    # Parquet folders whose snapshot was deleted by a pruning that did not finish.
-    kept_folders = {snap.parquet_name for snap in listing if snap.name in keep}
-    current = settings.parquet_dir / CURRENT
-    if current.is_symlink():
-        kept_folders.add(os.readlink(current))
-    if settings.parquet_dir.is_dir():
-        for folder in settings.parquet_dir.iterdir():
-            if SNAPSHOT_NAME.match(folder.name + ".duckdb") and folder.name not in kept_folders:
-                remove_path(folder)
-    return [snap.name for snap in gone]
-
-
-def prune(settings: Settings, progress: Callable[[str], None] = print) -> list[str]:
-    """Keep the newest ``keep_snapshots`` snapshots and the served one; returns the deleted."""
-    with publish_lock(settings):
-        gone = prune_unlocked(settings)
-    progress(f"pruned {len(gone)} snapshot(s)" + (f": {', '.join(gone)}" if gone else ""))
-    return gone
-
-
 def prepare_snapshot(
     settings: Settings,
     staging: Path,
     stamp: Stamp,
     steps: dict[str, float],
     progress: Callable[[str], None],
-) -> tuple[dict[str, int], Path]:
-    """Everything before the swap: the stamped copy at ``staging`` and its Parquet folder.
-    Returns the mart counts and the folder."""
+    lake: dict[str, list[object]] | None = None,
+) -> dict[str, int]:
+    """Everything before the snapshot is named: the stamped copy and its Parquet in the
+    folder ``staging``. Returns the mart counts."""
     config = duckdb_config(settings)
+    database = staging / DB_FILE
+    staging.mkdir(parents=True)
     mark = time.perf_counter()
-    checkpoint_and_copy(settings.build_path, staging, config)
+    checkpoint_and_copy(settings.build_path, database, config)
     steps["copy"] = time.perf_counter() - mark
-    progress(f"  copied {staging.stat().st_size / 1e6:,.0f} MB in {steps['copy']:.1f} s")
+    progress(f"  copied {database.stat().st_size / 1e6:,.0f} MB in {steps['copy']:.1f} s")
 
     mark = time.perf_counter()
-    counts = stamp_snapshot(staging, settings.build_path, stamp, config)
-    fsync_path(staging)
+    counts = stamp_snapshot(database, settings.build_path, stamp, config, lake)
+    fsync_path(database)
     steps["stamp"] = time.perf_counter() - mark
     progress(f"  stamped {PUBLISH_TABLE}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
 
     mark = time.perf_counter()
-    folder_name = stamp.name.removesuffix(".duckdb")
-    folder, written = publish_parquet(
-        staging, settings.parquet_dir, folder_name, list(counts), config
-    )
+    written = export_parquet(database, staging / PARQUET, list(counts), config)
+    fsync_path(staging)
     steps["parquet"] = time.perf_counter() - mark
     progress(
         f"  exported {len(counts) + 1} Parquet files ({written / 1e6:,.1f} MB) "
         f"in {steps['parquet']:.1f} s"
     )
-    return counts, folder
+    return counts
+
+
+def prune_unlocked(settings: Settings, progress: Callable[[str], None] = print) -> list[str]:
+    listing = snapshots(settings)
+    keep = {snap.name for snap in listing[-check_keep(settings) :]}
+    keep |= {snap.name for snap in listing if snap.is_served}
+    gone = [snap for snap in listing if snap.name not in keep]
+    for snap in gone:
+        delete_snapshot(snap, settings)
+        progress(f"  pruned {snap.name}")
+    return [snap.name for snap in gone]
+
+
+def prune(settings: Settings, progress: Callable[[str], None] = print) -> list[str]:
+    """Keep the newest ``keep_snapshots`` snapshots and the served one; returns the deleted."""
+    with night_lock(settings, "prune", progress=progress):
+        repair(settings, progress)
+        gone = prune_unlocked(settings, progress)
+    progress(f"pruned {len(gone)} snapshot(s)")
+    return gone
 
 
 def publish(
@@ -478,13 +648,16 @@ def publish(
     build_id: int,
     progress: Callable[[str], None] = print,
     fingerprint: str = "",
+    lake: dict[str, list[object]] | None = None,
 ) -> PublishResult:
     """Publish the build database as the served one (see the module docstring).
 
-    Raises PublishError when the build is missing, locked, damaged or lacks a mart, when
-    a step before the swap fails (disk full, a path in the way), when another publish
-    runs, or when the served file has a WAL; the served file, its snapshots and
-    ``parquet/current`` are then as they were.
+    ``lake`` is the plan's inventory of the lake partitions, kept in the snapshot so a
+    rollback restores it with the build. Holds the night lock (taken again if the
+    caller holds it; ``LockError`` at once if another process does). Raises
+    PublishError when the build is missing, locked, damaged or lacks a mart, when a
+    step before the switch fails (disk full, a path in the way), or when the served
+    file has a WAL; what readers see is then as it was.
     """
     check_keep(settings)
     if settings.build_path.resolve() == settings.warehouse_path.resolve():
@@ -494,102 +667,128 @@ def publish(
         )
     began = time.perf_counter()
     steps: dict[str, float] = {}
-    served = settings.warehouse_path
     published_at = datetime.now(UTC)
     name = snapshot_name(published_at, run_date, build_id)
     stamp = Stamp(name, run_date, build_id, published_at, fingerprint)
     snapshot = settings.snapshots_dir / name
     progress(f"publish build {build_id} as of {run_date} from {settings.build_path}")
-    with publish_lock(settings):
-        stale = remove_temps(settings)
-        if stale:
-            progress(f"  removed {len(stale)} temporary file(s) of an earlier failed publish")
-        check_served_wal(served)
+    with night_lock(settings, "publish", progress=progress):
+        settings.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        repair(settings, progress)
+        check_served_wal(settings)
         staging = temp_path(settings.snapshots_dir, name)
         try:
             try:
-                counts, folder = prepare_snapshot(settings, staging, stamp, steps, progress)
+                counts = prepare_snapshot(settings, staging, stamp, steps, progress, lake)
             except (OSError, duckdb.Error) as exc:
                 raise PublishError(
                     f"publishing build {build_id} from {settings.build_path} failed: {exc}. "
-                    f"The served file {served} is unchanged; fix the cause and publish again"
+                    f"What readers see of {settings.warehouse_path} is unchanged; fix the "
+                    "cause and publish again"
                 ) from exc
-            size = staging.stat().st_size
+            size = (staging / DB_FILE).stat().st_size
 
             mark = time.perf_counter()
             os.replace(staging, snapshot)
             fsync_path(settings.snapshots_dir)
-            linked = serve(snapshot, served)
-            point_current(settings.parquet_dir, folder.name)
+            progress(f"  snapshot {name} written")
+            switch(settings, name)
             steps["swap"] = time.perf_counter() - mark
-            progress(
-                f"  serving {served} -> {snapshot}" + ("" if linked else " (a copy: no hard links)")
-            )
+            progress(f"  serving {settings.warehouse_path} -> {snapshot / DB_FILE}")
 
             mark = time.perf_counter()
-            pruned = prune_unlocked(settings)
+            pruned = prune_unlocked(settings, progress)
             steps["prune"] = time.perf_counter() - mark
         finally:
             remove_temps(settings)
-    if pruned:
-        progress(f"  pruned {', '.join(pruned)}")
     seconds = time.perf_counter() - began
     progress(f"published build {build_id} ({size / 1e6:,.0f} MB) in {seconds:.1f} s")
-    return PublishResult(snapshot, served, folder, seconds, size, counts, steps, pruned)
+    return PublishResult(
+        snapshot,
+        settings.warehouse_path,
+        snapshot / PARQUET,
+        seconds,
+        size,
+        counts,
+        steps,
+        pruned,
+    )
 
 
 def ensure_parquet(snapshot: Snapshot, settings: Settings) -> Path:
     """The snapshot's Parquet folder, exported again if it was lost."""
-    folder = settings.parquet_dir / snapshot.parquet_name
-    if folder.is_dir():
-        return folder
+    if snapshot.parquet.is_dir():
+        return snapshot.parquet
     with duckdb.connect(str(snapshot.path), read_only=True) as con:
         tables = mart_tables(con, snapshot.path)
-    return publish_parquet(
-        snapshot.path, settings.parquet_dir, snapshot.parquet_name, tables, duckdb_config(settings)
-    )[0]
+    staging = temp_path(snapshot.folder, PARQUET)
+    export_parquet(snapshot.path, staging, tables, duckdb_config(settings))
+    os.replace(staging, snapshot.parquet)
+    fsync_path(snapshot.folder)
+    return snapshot.parquet
 
 
 def rollback(settings: Settings, progress: Callable[[str], None] = print) -> Snapshot:
-    """Serve the snapshot published before the served one and return it.
+    """Serve the newest good snapshot published before the served one and return it.
 
     The snapshot rolled back from is marked, so a later rollback (even after new
-    publishes) never serves it again; repeated rollbacks walk further back. Raises
-    PublishError when nothing older is kept or the served file is not a snapshot.
+    publishes) never serves it again; repeated rollbacks walk further back. A snapshot
+    that cannot be read is skipped (and named). The served one may itself be damaged:
+    that is what a rollback is for. Raises PublishError when nothing good and older is
+    kept or nothing is served.
     """
-    served = settings.warehouse_path
-    with publish_lock(settings):
-        remove_temps(settings)
-        listing = snapshots(settings)
-        current = next((snap for snap in listing if snap.is_served), None)
-        if current is None:
+    with night_lock(settings, "cjm rollback", progress=progress):
+        repair(settings, progress)
+        served = served_name(settings)
+        if served is None:
             raise PublishError(
-                f"the served file {served} is not one of the snapshots in "
-                f"{settings.snapshots_dir}: publish a build first"
+                f"nothing is served from {settings.snapshots_dir} yet: publish a build first"
             )
-        older = [s for s in listing if s.name < current.name and not s.rolled_back]
-        if not older:
+        # The served snapshot, even when its database is gone.
+        current = parse_snapshot(settings.snapshots_dir / served, complete=False)
+        target, skipped = _rollback_target(snapshots(settings), current)
+        for snap, problem in skipped:
+            progress(f"  skipped {snap.name}: it cannot be read ({problem})")
+        if target is None:
+            damaged_note = f"; {len(skipped)} older one(s) cannot be read" if skipped else ""
             raise PublishError(
                 f"nothing to roll back to: {current.name} is the oldest snapshot left in "
-                f"{settings.snapshots_dir} that was not rolled back from "
+                f"{settings.snapshots_dir} that was not rolled back from{damaged_note} "
                 f"(CJM_KEEP_SNAPSHOTS={settings.keep_snapshots})"
             )
-        target = older[-1]
-        check_served_wal(served)
-        folder = ensure_parquet(target, settings)
-        marker = current.path.with_name(current.name + ROLLED_BACK_SUFFIX)
-        # Marked before the swap: if this dies in between, running rollback again still
-        # moves away from the snapshot it was asked to leave.
-        marker.write_text(datetime.now(UTC).isoformat() + "\n")
+        check_served_wal(settings)
+        ensure_parquet(target, settings)
+        # Marked before the switch: if this dies in between, running rollback again still
+        # moves away from the snapshot it was asked to leave. The damaged ones passed over
+        # are marked too, or they would look like snapshots never served.
+        marked = [s.folder for s, _ in skipped]
+        marked += [current.folder] if current.folder.is_dir() else []
+        for folder in marked:
+            (folder / ROLLED_BACK).write_text(datetime.now(UTC).isoformat() + "\n")
+            fsync_path(folder)
         try:
-            serve(target.path, served)
+            switch(settings, target.name)
         except BaseException:
-            marker.unlink(missing_ok=True)
+            for folder in marked:
+                (folder / ROLLED_BACK).unlink(missing_ok=True)
             raise
-        point_current(settings.parquet_dir, folder.name)
         remove_temps(settings)
     progress(
         f"rolled back from build {current.build_id} ({current.run_date}) to build "
-        f"{target.build_id} ({target.run_date}): serving {served} -> {target.path}"
+        f"{target.build_id} ({target.run_date}): serving {settings.warehouse_path} -> "
+        f"{target.path}"
     )
     return replace(target, is_served=True)
+
+
+def _rollback_target(
+    listing: list[Snapshot], current: Snapshot
+) -> tuple[Snapshot | None, list[tuple[Snapshot, str]]]:
+    skipped = []
+    older = [s for s in listing if s.name < current.name and not s.rolled_back]
+    for candidate in reversed(older):
+        problem = database_problem(candidate.path)
+        if problem is None:
+            return candidate, skipped
+        skipped.append((candidate, problem))
+    return None, skipped

@@ -5,11 +5,11 @@ warehouse directory, so tests can change the build between publishes."""
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +22,18 @@ import polars as pl
 import pytest
 
 from cjm_pipeline import publish as publishing
-from cjm_pipeline.publish import PublishError, prune, publish, rollback, served_info, snapshots
+from cjm_pipeline.build import BuildPlan, read_state, record_build, restore_build, state_path
+from cjm_pipeline.lock import LockError
+from cjm_pipeline.publish import (
+    DamagedDatabase,
+    PublishError,
+    prune,
+    publish,
+    read_published_build,
+    rollback,
+    served_info,
+    snapshots,
+)
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import MARTS, RUN_DATE, quiet
 
@@ -66,6 +77,28 @@ def temp_files(settings: Settings) -> list[Path]:
     return sorted(settings.warehouse_dir.rglob(f"{publishing.TMP_PREFIX}*"))
 
 
+def on_disk(settings: Settings) -> list[int]:
+    """Build ids of every snapshot folder on disk, listed or not."""
+    return sorted(publishing.snapshot_build_ids(settings))
+
+
+def served_night(settings: Settings) -> int:
+    """The build served, checked whole: every mart of the database holds the rows
+    stamped, and ``parquet/current`` is the same night, with the same rows."""
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        build_id, stamped = con.execute("select build_id, mart_rows from cjm_publish").fetchone()
+        for mart, rows in stamped.items():
+            assert con.execute(f"select count(*) from {mart}").fetchone()[0] == rows, mart
+    current = Path(os.path.realpath(settings.parquet_dir / "current"))
+    assert pl.read_parquet(current / "cjm_publish.parquet")["build_id"].to_list() == [build_id]
+    for mart in ("fct_journeys", "fct_journey_events"):
+        assert (
+            pl.scan_parquet(current / f"{mart}.parquet").select(pl.len()).collect().item()
+            == (stamped[mart])
+        )
+    return build_id
+
+
 def test_publish_serves_a_stamped_copy_with_parquet(own: Settings) -> None:
     expected = mart_counts(own.build_path)
 
@@ -73,9 +106,13 @@ def test_publish_serves_a_stamped_copy_with_parquet(own: Settings) -> None:
 
     served = own.warehouse_path
     assert result.served == served
-    assert os.path.samefile(served, result.snapshot)
+    assert os.path.samefile(served, result.snapshot / "cjm.duckdb")
     assert result.snapshot.parent == own.snapshots_dir
     assert result.bytes == served.stat().st_size
+    # One switch for both: the database and the Parquet folder go through `served`.
+    assert os.readlink(served) == "served/cjm.duckdb"
+    assert os.readlink(own.parquet_dir / "current") == "../served/parquet"
+    assert os.readlink(own.warehouse_dir / "served") == f"snapshots/{result.snapshot.name}"
     assert mart_counts(served) == expected
     info = served_info(served)
     assert info["build_id"] == 7
@@ -233,15 +270,11 @@ def drop_a_mart(settings: Settings) -> None:
         con.execute("drop table fct_sessions")
 
 
-def block_parquet_dir(settings: Settings) -> None:
-    """A file where the Parquet folder should be: fails after the snapshot is copied."""
-    os.replace(settings.parquet_dir, settings.warehouse_dir / "parquet-aside")
-    settings.parquet_dir.write_text("in the way")
-
-
-def unblock_parquet_dir(settings: Settings) -> None:
-    settings.parquet_dir.unlink()
-    os.replace(settings.warehouse_dir / "parquet-aside", settings.parquet_dir)
+def unexportable_mart(settings: Settings) -> None:
+    """A mart whose name is no file name: fails after the snapshot is copied and
+    stamped, while its Parquet files are written."""
+    with duckdb.connect(str(settings.build_path)) as con:
+        con.execute('create table "agg_in/valid" as select 1 as n')
 
 
 @pytest.mark.parametrize(
@@ -249,7 +282,7 @@ def unblock_parquet_dir(settings: Settings) -> None:
     [
         (corrupt_build, "cannot open the build database"),
         (drop_a_mart, "has no table fct_sessions"),
-        (block_parquet_dir, "is unchanged; fix the cause"),
+        (unexportable_mart, "is unchanged; fix the cause"),
     ],
 )
 def test_a_failed_publish_leaves_the_served_file_as_it_was(
@@ -266,9 +299,7 @@ def test_a_failed_publish_leaves_the_served_file_as_it_was(
 
     assert sha256(own.warehouse_path) == served_sha
     assert temp_files(own) == []
-    assert [s.build_id for s in snapshots(own)] == [1]
-    if damage is block_parquet_dir:
-        unblock_parquet_dir(own)
+    assert on_disk(own) == [1]
     assert os.readlink(own.parquet_dir / "current") == current
     own.build_path.write_bytes(good_build)
     publish(own, RUN_DATE, 3, progress=quiet)
@@ -288,37 +319,68 @@ def die_at(step):
             os.kill(os.getpid(), signal.SIGKILL)
     return progress
 
-publish(Settings(), date.fromisoformat(sys.argv[1]), 2, progress=die_at(sys.argv[2]))
+publish(Settings(), date.fromisoformat(sys.argv[1]), int(sys.argv[3]), progress=die_at(sys.argv[2]))
 """
 
+# Each step's first progress line, in order: the kill comes right after that step.
+KILL_STEPS = ["copied", "stamped", "exported", "snapshot", "serving", "pruned", "published"]
+SWITCHED = {"serving", "pruned", "published"}  # killed after `served` was switched
+# What is on disk after the kill: build 4 publishing over 1, 2 and 3 with two kept.
+LEFT = {"copied": [1, 2, 3], "snapshot": [1, 2, 3, 4], "serving": [1, 2, 3, 4]}
+LEFT |= {"stamped": [1, 2, 3], "exported": [1, 2, 3], "pruned": [2, 3, 4], "published": [3, 4]}
 
-@pytest.mark.parametrize("step", ["copied", "stamped", "exported"])
-def test_a_killed_publish_leaves_the_served_file_as_it_was(own: Settings, step: str) -> None:
-    publish(own, RUN_DATE, 1, progress=quiet)
-    served_sha = sha256(own.warehouse_path)
+
+def kill_a_publish(settings: Settings, step: str, build_id: int) -> None:
     env = {
         **os.environ,
-        "CJM_BUILD_PATH": str(own.build_path),
-        "CJM_WAREHOUSE_PATH": str(own.warehouse_path),
+        "CJM_BUILD_PATH": str(settings.build_path),
+        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        "CJM_KEEP_SNAPSHOTS": str(settings.keep_snapshots),
     }
-
     killed = subprocess.run(
-        [sys.executable, "-c", KILLER, RUN_DATE.isoformat(), step],
+        [sys.executable, "-c", KILLER, RUN_DATE.isoformat(), step, str(build_id)],
         env=env,
         cwd=PROJECT_ROOT,
         check=False,
     )
-
     assert killed.returncode == -signal.SIGKILL
-    assert temp_files(own), "the kill should have left temporary files behind"
-    assert sha256(own.warehouse_path) == served_sha
-    assert served_build_id(own) == 1
-    publish(own, RUN_DATE, 3, progress=quiet)
+
+
+@pytest.mark.parametrize("step", KILL_STEPS)
+def test_a_publish_killed_at_any_step_leaves_a_state_the_next_one_repairs(
+    own: Settings, step: str, tmp_path: Path
+) -> None:
+    own = own.model_copy(update={"keep_snapshots": 3})
+    for build_id in (1, 2, 3):
+        change_build(own, drop_every=3 + build_id)
+        publish(own, RUN_DATE, build_id, progress=quiet)
+    change_build(own, drop_every=13)
+    own = own.model_copy(update={"keep_snapshots": 2})
+
+    kill_a_publish(own, step, 4)
+
+    # Readers see the old night or the new one, whole, in the database and the Parquet.
+    switched = step in SWITCHED
+    assert served_night(own) == (4 if switched else 3)
+    assert on_disk(own) == LEFT[step]
+    # A snapshot that was never served is never listed.
+    listed = [s.build_id for s in snapshots(own)]
+    assert listed == (LEFT[step] if switched else [b for b in LEFT[step] if b != 4])
+
+    # The next rollback repairs first, and never serves the snapshot never served.
+    other = own.model_copy(update={"warehouse_path": tmp_path / "copy" / "cjm.duckdb"})
+    shutil.copytree(own.warehouse_dir, other.warehouse_dir, symlinks=True)
+    assert rollback(other, progress=quiet).build_id == (3 if switched else 2)
+    assert served_night(other) == (3 if switched else 2)
+    assert temp_files(other) == []
+    assert 4 in on_disk(other) if switched else 4 not in on_disk(other)
+
+    # So does the next publish: the orphan is deleted, not kept as an older night.
+    publish(own, RUN_DATE, 5, progress=quiet)
+    assert served_night(own) == 5
     assert temp_files(own) == []
-    assert [s.build_id for s in snapshots(own)] == [1, 3]
-    folders = sorted(p.name for p in own.parquet_dir.iterdir() if p.name != "current")
-    assert folders == [s.parquet_name for s in snapshots(own)]
-    assert served_build_id(own) == 3
+    assert on_disk(own) == [4 if switched else 3, 5]
+    assert rollback(own, progress=quiet).build_id == (4 if switched else 3)
 
 
 def test_rollback_walks_back_one_snapshot_at_a_time(own: Settings) -> None:
@@ -372,8 +434,9 @@ def test_pruning_keeps_the_newest_and_never_the_served_one(own: Settings) -> Non
         publish(own, RUN_DATE, build_id, progress=quiet)
 
     assert [s.build_id for s in snapshots(own)] == [3, 4]
-    folders = sorted(p.name for p in own.parquet_dir.iterdir() if p.name != "current")
-    assert folders == [s.parquet_name for s in snapshots(own)]
+    assert on_disk(own) == [3, 4]
+    assert all((s.parquet / "fct_journeys.parquet").exists() for s in snapshots(own))
+    assert sorted(p.name for p in own.parquet_dir.iterdir()) == ["current"]
 
     rollback(own, progress=quiet)
     own = own.model_copy(update={"keep_snapshots": 1})
@@ -384,12 +447,14 @@ def test_pruning_keeps_the_newest_and_never_the_served_one(own: Settings) -> Non
 
 
 def test_a_second_publish_at_the_same_time_is_refused(own: Settings) -> None:
-    own.snapshots_dir.mkdir(parents=True)
-    with (own.snapshots_dir / publishing.LOCK_NAME).open("a") as handle:
+    own.warehouse_dir.mkdir(parents=True)
+    # Another open file description of the lock file: to flock, another holder.
+    with (own.warehouse_dir / ".cjm.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        with pytest.raises(PublishError, match="another publish or rollback"):
+        with pytest.raises(LockError, match="holds the night lock"):
             publish(own, RUN_DATE, 1, progress=quiet)
     assert not own.warehouse_path.exists()
+    assert on_disk(own) == []
 
 
 def test_a_wal_next_to_the_served_file_stops_publishing(own: Settings) -> None:
@@ -402,22 +467,112 @@ def test_a_wal_next_to_the_served_file_stops_publishing(own: Settings) -> None:
     assert sha256(own.warehouse_path) == served_sha
 
 
-def test_without_hard_links_the_served_file_is_a_copy_still_recognised(
-    own: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_links(*_: object) -> None:
-        raise OSError(errno.EPERM, "hard links not supported here")
+def to_legacy_layout(settings: Settings) -> None:
+    """Turn the warehouse back into the layout of earlier versions: one database file
+    per snapshot, hard-linked as the served file, and its Parquet in parquet/<name>/."""
+    served = publishing.served_name(settings)
+    for snap in publishing._all_snapshots(settings):
+        os.replace(snap.path, settings.snapshots_dir / f"{snap.name}.duckdb")
+        os.replace(snap.parquet, settings.parquet_dir / snap.name)
+        if snap.rolled_back:
+            os.replace(
+                snap.folder / "rolled-back",
+                settings.snapshots_dir / f"{snap.name}.duckdb.rolled-back",
+            )
+        snap.folder.rmdir()
+    (settings.warehouse_dir / "served").unlink()
+    settings.warehouse_path.unlink()
+    os.link(settings.snapshots_dir / f"{served}.duckdb", settings.warehouse_path)
+    (settings.parquet_dir / "current").unlink()
+    os.symlink(served, settings.parquet_dir / "current")
 
-    monkeypatch.setattr(publishing.os, "link", no_links)
-    for build_id in (1, 2):
+
+def test_a_warehouse_of_the_earlier_layout_moves_to_snapshot_folders(own: Settings) -> None:
+    for build_id in (1, 2, 3):
+        change_build(own, drop_every=3 + build_id)
         publish(own, RUN_DATE, build_id, progress=quiet)
+    rollback(own, progress=quiet)
+    counts = {s.build_id: mart_counts(s.path) for s in publishing._all_snapshots(own)}
+    to_legacy_layout(own)
+    served_inode = own.warehouse_path.stat().st_ino
+    reader = duckdb.connect(str(own.warehouse_path), read_only=True)
 
-    newest = snapshots(own)[-1]
-    assert not os.path.samefile(own.warehouse_path, newest.path)
-    assert sha256(own.warehouse_path) == sha256(newest.path)
-    assert newest.is_served
+    # Repeatable: a migration killed midway finishes the next time.
+    publishing.migrate_legacy(own, progress=quiet)
+    publishing.migrate_legacy(own, progress=quiet)
+    assert [(s.build_id, s.is_served, s.rolled_back) for s in snapshots(own)] == [
+        (1, False, False),
+        (2, True, False),
+        (3, False, True),
+    ]
+    # Moved, not copied: the served database is the very file readers had open.
+    assert (own.snapshots_dir / publishing.served_name(own) / "cjm.duckdb").stat().st_ino == (
+        served_inode
+    )
     assert rollback(own, progress=quiet).build_id == 1
-    assert served_build_id(own) == 1
+    assert served_night(own) == 1
+    assert mart_counts(own.warehouse_path) == counts[1]
+    assert reader.execute("select build_id from cjm_publish").fetchone()[0] == 2
+    reader.close()
+    assert not list(own.snapshots_dir.glob("*.duckdb*"))
+    assert sorted(p.name for p in own.parquet_dir.iterdir()) == ["current"]
+
+
+def damage(database: Path) -> None:
+    """Cut a published database in half, as a failing disk or a careless copy would."""
+    with database.open("r+b") as handle:
+        handle.truncate(database.stat().st_size // 2)
+
+
+def test_rollback_moves_away_from_a_damaged_served_file_and_skips_damaged_snapshots(
+    own: Settings,
+) -> None:
+    own = own.model_copy(update={"keep_snapshots": 4})
+    for build_id in (1, 2, 3, 4):
+        change_build(own, drop_every=3 + build_id)
+        publish(own, RUN_DATE, build_id, progress=quiet)
+    counts = mart_counts(snapshots(own)[0].path)
+    damage(snapshots(own)[-1].path)  # the served one
+    damage(snapshots(own)[-2].path)
+
+    with pytest.raises(DamagedDatabase, match="run `cjm rollback` to serve the newest good"):
+        served_info(own.warehouse_path)
+    messages: list[str] = []
+    assert rollback(own, progress=messages.append).build_id == 2
+    assert any(line.strip().startswith("skipped cjm-") and "b000003" in line for line in messages)
+    assert served_night(own) == 2
+
+    # Passed over, build 3 is marked like the night rolled back from: never served again.
+    assert [(s.build_id, s.rolled_back) for s in snapshots(own)] == [
+        (1, False),
+        (2, False),
+        (3, True),
+        (4, True),
+    ]
+    assert rollback(own, progress=quiet).build_id == 1
+    assert mart_counts(own.warehouse_path) == counts
+    with pytest.raises(PublishError, match="nothing to roll back to"):
+        rollback(own, progress=quiet)
+
+
+def test_the_lake_a_build_read_travels_with_its_snapshot(own: Settings) -> None:
+    lake = {"web/2026-10-01": [1234, 56, "0123abcd"], "crm/2026-10-01": [99, 3, "feed"]}
+    publish(own, RUN_DATE, 7, progress=quiet, fingerprint="f1", lake=lake)
+
+    stamp, read = read_published_build(own.warehouse_path)
+    assert (stamp.build_id, stamp.run_date, stamp.fingerprint, read) == (7, RUN_DATE, "f1", lake)
+    # The inventory is no mart: not counted, not exported.
+    assert "cjm_lake_inventory" not in served_info(own.warehouse_path)["mart_rows"]
+    assert not (own.parquet_dir / "current" / "cjm_lake_inventory.parquet").exists()
+    # A restore (rollback) and a damaged state file both get it back.
+    state = restore_build(own, snapshots(own)[-1].path)
+    assert (state.build_id, state.lake) == (7, lake)
+    state_path(own).write_text('{"build_id": 7, "run_da')
+    assert read_state(own, progress=quiet)[0].lake == lake
+    record_build(
+        own, BuildPlan(RUN_DATE, False, 3, "", 8, 7, "f1", {"web/2026-10-02": [1, 1, "a"]})
+    )
+    assert read_state(own, progress=quiet)[0].lake == {"web/2026-10-02": [1, 1, "a"]}
 
 
 def test_snapshot_names_sort_by_publish_time_not_run_date(own: Settings) -> None:
