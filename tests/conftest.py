@@ -12,12 +12,19 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from cjm_pipeline.build import build
 from cjm_pipeline.generate import generate
 from cjm_pipeline.ingest import ingest
 from cjm_pipeline.settings import MARTS as CONTRACT
 from cjm_pipeline.settings import Settings
+
+# Property-based tests run the same examples in every CI run ("ci"); pass
+# --hypothesis-profile=explore to search much further with fresh random examples.
+hypothesis_settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None)
+hypothesis_settings.register_profile("explore", max_examples=2000, deadline=None)
+hypothesis_settings.load_profile("ci")
 
 SAMPLE_START = date(2026, 10, 1)
 SAMPLE_DAYS = 12

@@ -25,26 +25,29 @@ import polars as pl
 # alike.
 _REPLACEMENT = "\ufffd"
 _FULL_WIDTH_AT = "\uff20"
+# An at sign as it may be written: plain, URL-encoded, full-width, JSON-escaped (a raw
+# record keeps its escapes) or as an HTML entity.
+_AT = rf"(?:@|%40|{_FULL_WIDTH_AT}|\\u0040|&#64;|&#x40;)"
 # An address: a run of the characters an address's local part may hold (RFC 5322 atext,
 # any letter, and the replacement character a mis-decoded byte becomes), an at sign
 # (plain, URL-encoded or full-width), and a dotted domain. Broad on purpose: masking a
 # little too much of free text is better than leaving a little of an address.
 EMAIL_PATTERN = (
-    rf"[\w.!#$%&'*+\-/=?^`{{|}}~{_REPLACEMENT}]+(?:@|%40|{_FULL_WIDTH_AT})"
+    rf"[\w.!#$%&'*+\-/=?^`{{|}}~{_REPLACEMENT}]+{_AT}"
     r"[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"
 )
 # In a URL an address sits between the separators of its parts, so its local part
 # stops at them (a query value, a path segment).
 _EMAIL_IN_URL = (
-    rf"[\w.!$%'*+\-^`{{|}}~{_REPLACEMENT}]+(?:@|%40|{_FULL_WIDTH_AT})"
+    rf"[\w.!$%'*+\-^`{{|}}~{_REPLACEMENT}]+{_AT}"
     r"[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"
 )
 # An @handle: an at sign that does not follow a word character (so not an address).
-HANDLE_PATTERN = rf"(^|[^\w.@])[@{_FULL_WIDTH_AT}][\w.]{{1,30}}"
+HANDLE_PATTERN = rf"(^|[^\w.@]){_AT}[\w.]{{1,30}}"
 # A value that is a whole address (an identifier field holding one), and the cheap
 # test that finds candidates for either pattern.
 WHOLE_EMAIL = rf"^\s*{EMAIL_PATTERN}\s*$"
-AT_SIGNS = f"@|%40|{_FULL_WIDTH_AT}"
+AT_SIGNS = _AT
 EMAIL_MASK = "[email]"
 HANDLE_MASK = "@[handle]"
 REDACTED = "[redacted]"
