@@ -75,6 +75,7 @@ PII_KEYS: tuple[str, ...] = (
 _KEY_ALTERNATIVES = "|".join(k.replace("-", r"\-") for k in PII_KEYS)
 _PII_JSON_MEMBER = rf'(?i)("(?:{_KEY_ALTERNATIVES})"\s*:\s*)"(?:[^"\\]|\\.)*"'
 _PII_QUERY_PARAMETER = rf"(?i)([?&#;](?:{_KEY_ALTERNATIVES})=)[^&#;]*"
+_PII_PARAMETER_KEY = rf"(?i)[?&#;](?:{_KEY_ALTERNATIVES})="
 # user:password@ in a URL's authority is never kept.
 _URL_USERINFO = r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@"
 # Longest rejected record kept in the quarantine: enough to see what was wrong.
@@ -133,26 +134,32 @@ def has_at_sign(expr: pl.Expr) -> pl.Expr:
     return expr.str.contains(AT_SIGNS)
 
 
-def mask_text(expr: pl.Expr) -> pl.Expr:
-    """Free text with every address replaced by [email] and every @handle by @[handle]."""
-    # Only the values holding an at sign are scanned; the others pass through coalesce.
-    candidates = pl.when(has_at_sign(expr)).then(expr)
-    masked = candidates.str.replace_all(EMAIL_PATTERN, EMAIL_MASK).str.replace_all(
-        HANDLE_PATTERN, "${1}" + HANDLE_MASK
+def _may_be_personal(expr: pl.Expr) -> pl.Expr:
+    """True where a value holds an at sign or a personal URL parameter (email=, ...)."""
+    return has_at_sign(expr) | expr.str.contains(_PII_PARAMETER_KEY)
+
+
+def _mask(expr: pl.Expr, email_pattern: str) -> pl.Expr:
+    # Only the values that may be personal are scanned; the others pass through coalesce.
+    candidates = pl.when(_may_be_personal(expr)).then(expr)
+    masked = (
+        candidates.str.replace_all(_PII_QUERY_PARAMETER, "${1}" + REDACTED)
+        .str.replace_all(email_pattern, EMAIL_MASK)
+        .str.replace_all(HANDLE_PATTERN, "${1}" + HANDLE_MASK)
     )
     return pl.coalesce(masked, expr)
+
+
+def mask_text(expr: pl.Expr) -> pl.Expr:
+    """Free text with every address replaced by [email], every @handle by @[handle], and
+    the value of a personal URL parameter in it (``?email=...``) by [redacted]."""
+    return _mask(expr, EMAIL_PATTERN)
 
 
 def mask_url(expr: pl.Expr) -> pl.Expr:
     """A URL without user:password@, with the values of personal query parameters
     (email=, handle=, ...) redacted and any address or @handle left masked."""
-    no_userinfo = expr.str.replace(_URL_USERINFO, "${1}")
-    keyed = no_userinfo.str.replace_all(_PII_QUERY_PARAMETER, "${1}" + REDACTED)
-    candidates = pl.when(has_at_sign(keyed)).then(keyed)
-    masked = candidates.str.replace_all(_EMAIL_IN_URL, EMAIL_MASK).str.replace_all(
-        HANDLE_PATTERN, "${1}" + HANDLE_MASK
-    )
-    return pl.coalesce(masked, keyed)
+    return _mask(expr.str.replace(_URL_USERINFO, "${1}"), _EMAIL_IN_URL)
 
 
 def mask_json(expr: pl.Expr) -> pl.Expr:
@@ -187,14 +194,14 @@ def mask_string(value: str) -> str:
 
 def tokenise(values: pl.Series, salt: str, deny: frozenset[str] = frozenset()) -> pl.Series:
     """An identifier column made safe: placeholder values (``deny``, compared lower case
-    and trimmed) become null, and a value holding an address or @handle becomes
+    and trimmed) become null, and a value that may hold an address or handle becomes
     ``sha256:<salted digest>`` (still the same identifier wherever it appears)."""
     frame = values.to_frame("v").lazy()
     trimmed = pl.col("v").str.strip_chars()
     denied = trimmed.str.to_lowercase().is_in(list(deny)) if deny else pl.lit(False)
-    risky = has_at_sign(pl.col("v")) & (
-        pl.col("v").str.contains(EMAIL_PATTERN) | pl.col("v").str.contains(HANDLE_PATTERN)
-    )
+    # An id has no business holding an at sign or a personal URL parameter: any that
+    # does is hashed, whether or not it parses as an address.
+    risky = _may_be_personal(pl.col("v"))
     marked = frame.select(
         pl.when(denied).then(None).otherwise(pl.col("v")).alias("v"),
         (risky & ~denied).fill_null(False).alias("risky"),
