@@ -7,14 +7,35 @@
 -- oldest identifier, so it keeps its id. When two components merge, the id of the
 -- one with the older identifier survives and the other id disappears; its events
 -- are re-assigned to the survivor by the incremental models.
+--
+-- Identifiers that do not merge (int_identity__overloaded: shared by more people
+-- than the cap, or placeholders) keep their edges out of the components, so each is
+-- a customer of its own and the people it linked stay apart. When an identifier
+-- crosses the cap, the customer it had merged splits: the piece holding the oldest
+-- identifier keeps the id, the others are named after their own oldest identifier.
+--
+-- An event belongs to the customer of its strongest identifier (user id, email,
+-- handle, device id: int_events.identity_node). A shared device seen with a login
+-- goes with the login; seen alone, it goes to the device's own customer.
 with recursive edges as (
     select * from {{ ref('int_identity__edges') }}
 ),
 
+not_merging as (
+    select node from {{ ref('int_identity__overloaded') }}
+),
+
+merging_edges as (
+    select node_a, node_b
+    from edges
+    where node_a not in (select node from not_merging)
+        and node_b not in (select node from not_merging)
+),
+
 directed as (
-    select node_a as node, node_b as neighbour from edges
+    select node_a as node, node_b as neighbour from merging_edges
     union
-    select node_b as node, node_a as neighbour from edges
+    select node_b as node, node_a as neighbour from merging_edges
 ),
 
 nodes as (

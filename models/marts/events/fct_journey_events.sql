@@ -7,7 +7,7 @@
         tags=['marts', 'events'],
     )
 }}
--- depends_on: {{ ref('int_identity__customers') }}
+-- depends_on: {{ ref('int_identity__customers') }} {{ ref('int_customers_changed') }}
 with sessionized as (
     select * from {{ ref('int_events_sessionized') }}
     {% if is_incremental() %}
