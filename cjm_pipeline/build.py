@@ -29,6 +29,7 @@ from pathlib import Path
 from cjm_pipeline.lock import night_lock
 from cjm_pipeline.settings import (
     ALL_SOURCES,
+    IDENTITY_PLACEHOLDERS,
     PROJECT_ROOT,
     SOURCES,
     Settings,
@@ -152,6 +153,7 @@ def fingerprint(settings: Settings) -> str:
         "max_customers_per_identifier",
     ):
         digest.update(f"{key}={getattr(settings, key)};".encode())
+    digest.update(json.dumps(sorted(IDENTITY_PLACEHOLDERS)).encode())
     digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
     models = PROJECT_ROOT / "models"
     for path in sorted(models.rglob("*")):
@@ -405,6 +407,7 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "funnel_period": settings.funnel_period,
         "attribution_half_life_days": settings.attribution_half_life_days,
         "max_customers_per_identifier": settings.max_customers_per_identifier,
+        "identity_placeholders": sorted(IDENTITY_PLACEHOLDERS),
     }
 
 
@@ -596,10 +599,12 @@ def summary(database: Path) -> str:
             order by stage_order
             """
         ).fetchall()
+        unmerged = unmerged_identifiers(con)
     total = sum(n for _, n in statuses)
     lines = [
         f"customers {customers:,}   events {events:,} "
         f"({unclassified:,} on the unclassified touchpoint)",
+        *unmerged,
         f"journeys {total:,}: "
         + ", ".join(f"{status} {n:,} ({n / total:.0%})" for status, n in statuses),
         "",
@@ -612,3 +617,35 @@ def summary(database: Path) -> str:
             f"{stage:<14}{entered:>9,}{advanced:>10,}{dropped:>9,}{in_progress:>13,}{shown:>10}"
         )
     return "\n".join(lines)
+
+
+def unmerged_identifiers(con) -> list[str]:
+    """A line per reason identifiers were kept from merging customers, with their kinds:
+    none when every identifier merged (or the database predates the identity cap)."""
+    present = con.execute(
+        "select count(*) from information_schema.tables where table_catalog = current_database() "
+        "and table_schema = 'main' and table_name = 'int_identity__overloaded'"
+    ).fetchone()[0]
+    if not present:
+        return []
+    rows = con.execute(
+        "select reason, identifier_kind, any_value(max_customers_per_identifier), count(*) "
+        "from int_identity__overloaded group by reason, identifier_kind "
+        "order by reason, identifier_kind"
+    ).fetchall()
+    lines = []
+    for reason in ("over_cap", "placeholder"):
+        kinds = [(kind, cap, n) for why, kind, cap, n in rows if why == reason]
+        if not kinds:
+            continue
+        total = sum(n for _, _, n in kinds)
+        noun = "identifier" if total == 1 else "identifiers"
+        what = (
+            f"{noun} linked to more than {kinds[0][1]} customers"
+            if reason == "over_cap"
+            else f"placeholder {noun}"
+        )
+        verb = "was" if total == 1 else "were"
+        by_kind = ", ".join(f"{n:,} {kind}" for kind, _, n in kinds)
+        lines.append(f"{total:,} {what} {verb} not used to merge: {by_kind}")
+    return lines
