@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+from math import comb
 from pathlib import Path
 
 import duckdb
@@ -26,6 +29,7 @@ from cjm_pipeline.validate import (
     event_vocabulary,
     load_suite,
     parameter_names,
+    quarantine_p_value,
     validate_events,
     validate_marts,
 )
@@ -100,6 +104,7 @@ def test_every_suite_parameter_is_filled_by_its_gate(sample: Settings) -> None:
         "canonical_columns",
         "pii_patterns",
         "max_quarantine_share",
+        "quarantine_significance",
     }
     marts, _ = band_parameters(sample, dict.fromkeys(BANDED_MARTS, 10), Path("served.duckdb"))
     for path in SUITES_DIR.glob("*.json"):
@@ -158,8 +163,13 @@ def test_an_event_type_of_another_source_fails_the_vocabulary(events_settings: S
     report = validate_events(events_settings, DAY, ["web"], docs=False)
 
     [vocabulary] = failed(report, "events_web", "expect_column_values_to_be_in_set", "event_type")
-    assert vocabulary.unexpected_count == 1 and vocabulary.observed == ["review_posted"]
-    assert "expect_column_values_to_be_in_set on event_type" in message(report)
+    # The failing row is named by its event_id, never shown by value.
+    assert vocabulary.unexpected_count == 1 and vocabulary.observed is None
+    assert vocabulary.event_ids == (events["event_id"][0],)
+    text = message(report)
+    assert "expect_column_values_to_be_in_set on event_type" in text
+    assert f"1 unexpected, e.g. event_id {events['event_id'][0]}" in text
+    assert "review_posted" not in text
 
 
 def test_a_range_of_dates_is_one_pass_and_names_the_bad_batch(events_settings: Settings) -> None:
@@ -214,19 +224,152 @@ def test_an_address_in_text_fails_the_pii_check(events_settings: Settings) -> No
     assert leak.unexpected_count == 1
 
 
-def test_a_quarantine_share_above_the_limit_fails(events_settings: Settings) -> None:
-    path = events_settings.manifest_path("web", DAY_ISO)
+def binomial_tail(quarantined: int, read: int, limit: Fraction) -> float:
+    """P(X >= quarantined) for X ~ Binomial(read, limit), exactly: one minus the chance
+    of fewer, in integers (the fewer terms of the two)."""
+    p, q = limit.numerator, limit.denominator - limit.numerator
+    fewer = sum(comb(read, i) * p**i * q ** (read - i) for i in range(min(quarantined, read + 1)))
+    return float(Fraction(limit.denominator**read - fewer, limit.denominator**read))
+
+
+@pytest.mark.parametrize(
+    ("quarantined", "read", "critical"),
+    [
+        (9, 364, False),  # the day the issue found: 2.47%, a warning only
+        (30, 364, True),
+        (250, 10_000, True),  # 2.5% of a big day is no longer chance
+        (0, 0, False),
+        (3, 6, True),
+        (1, 6, False),  # one bad line of six is 17%, and still chance
+    ],
+)
+def test_the_quarantine_bound_is_a_one_sided_binomial_test(
+    quarantined: int, read: int, critical: bool
+) -> None:
+    expected = binomial_tail(quarantined, read, Fraction(1, 50))
+    p_value = quarantine_p_value(quarantined, read, 0.02)
+    assert p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    assert (p_value < 0.001) is critical
+
+
+def set_quarantined(settings: Settings, source: str, day: str, quarantined: int) -> dict:
+    """Rewrite a manifest so that the day quarantined this many more records (and still
+    reconciles: read = accepted + quarantined + duplicates)."""
+    path = settings.manifest_path(source, day)
     manifest = json.loads(path.read_text())
-    manifest["read"] += 200
-    manifest["quarantined"] += 200
+    manifest["quarantined"] = quarantined
+    manifest["read"] = manifest["accepted"] + manifest["duplicates"] + quarantined
     path.write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_a_quarantine_share_significantly_above_the_limit_fails(
+    events_settings: Settings,
+) -> None:
+    accepted = json.loads(events_settings.manifest_path("web", DAY_ISO).read_text())["accepted"]
+    # Twice the limit's share of the day: far beyond chance for a day this size.
+    manifest = set_quarantined(events_settings, "web", DAY_ISO, accepted // 25)
+    read, quarantined = manifest["read"], manifest["quarantined"]
+    expected = binomial_tail(quarantined, read, Fraction(1, 50))
+    assert expected < events_settings.quarantine_significance
 
     report = validate_events(events_settings, DAY, ["web"], docs=False)
 
-    [share] = failed(report, "ingest_stats", "expect_column_values_to_be_between")
-    assert share.column == "quarantine_share"
-    assert share.observed[0] > events_settings.max_quarantine_share
-    assert "ingest_stats [web]" in message(report)
+    [bound] = failed(report, "ingest_stats", "expect_column_values_to_be_between")
+    assert bound.column == "quarantine_p_value"
+    assert bound.observed[0] == pytest.approx(expected, rel=1e-9)
+    text = message(report)
+    assert "ingest_stats [web]" in text
+    assert f"{DAY_ISO}: {quarantined:,} of {read:,} web records quarantined" in text
+    assert f"({quarantined / read:.2%}), p-value {expected:.2g}" in text
+    assert "CJM_MAX_QUARANTINE_SHARE=0.02" in text
+    assert "CJM_QUARANTINE_SIGNIFICANCE=0.001" in text
+
+
+def test_a_quarantine_share_above_the_limit_by_chance_is_a_warning(
+    events_settings: Settings,
+) -> None:
+    accepted = json.loads(events_settings.manifest_path("web", DAY_ISO).read_text())["accepted"]
+    # Just over the limit's share (about 2.2%): within what chance gives a day this size.
+    manifest = set_quarantined(events_settings, "web", DAY_ISO, accepted * 22 // 1000)
+    read, quarantined = manifest["read"], manifest["quarantined"]
+    assert quarantined / read > events_settings.max_quarantine_share
+    assert binomial_tail(quarantined, read, Fraction(1, 50)) > 0.001
+
+    report = validate_events(events_settings, DAY, ["web"], docs=False)
+
+    assert report.success, "\n".join(map(str, report.critical_failures))
+    [warning] = [w for w in report.warnings if w.column == "quarantine_share"]
+    assert warning.observed == [pytest.approx(quarantined / read)]
+    assert f"{quarantined:,} of {read:,} web records quarantined" in str(warning)
+
+
+# Personal data planted where ingestion would never let it through (the Parquet is written
+# directly): no gate output may repeat it. The local parts are what the scan looks for.
+CANARY_PARTS = ("pii.canary", "pii_canary")
+EVENT_CANARIES = {
+    "text": "write to pii.canary.1@probe.example or @pii_canary_2",
+    "url": "https://shop.example/account?email=pii.canary.3@probe.example",
+    "native_id": "pii.canary.4@probe.example",
+    "properties": '{"note": "ask @pii_canary_5"}',
+    "email_sha256": "pii.canary.6@probe.example",  # an address where a hash belongs
+    "event_type": "pii.canary.7@probe.example",  # a value of no vocabulary
+    "user_id": "@pii_canary_8",
+    "anonymous_id": "pii.canary.9@probe.example",
+}
+
+
+def leaks(folder: Path, *captured: str) -> list[str]:
+    """Every file under ``folder`` and every captured output holding a canary."""
+    found = [
+        str(path)
+        for path in folder.rglob("*")
+        if path.is_file() and any(p.encode() in path.read_bytes().lower() for p in CANARY_PARTS)
+    ]
+    found += [
+        f"output {i}" for i, text in enumerate(captured) if any(p in text for p in CANARY_PARTS)
+    ]
+    return found
+
+
+def test_no_planted_address_or_handle_reaches_any_events_gate_output(
+    events_settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from cjm_pipeline.nightly import GateError, check_events
+
+    path = events_settings.events_partition("web", DAY_ISO) / "events.parquet"
+    planted = pl.int_range(pl.len()) < 3
+    events = pl.read_parquet(path).with_columns(
+        pl.when(planted).then(pl.lit(value)).otherwise(column).alias(column)
+        for column, value in EVENT_CANARIES.items()
+    )
+    events.write_parquet(path)
+    assert events.filter(pl.col("text").str.contains("pii.canary", literal=True)).height == 3
+
+    with pytest.raises(GateError) as raised:
+        check_events(events_settings, [DAY], progress=print)
+    print(f"error: {raised.value}", file=sys.stderr)  # as the command line reports it
+    out, err = capfd.readouterr()
+
+    text = str(raised.value)
+    assert "events_web [web] expect_column_values_to_not_match_regex_list on text" in text
+    # Every place the gate writes was written, and none holds a canary.
+    validations = events_settings.validations_dir
+    assert (validations / "data_docs" / "index.html").exists()
+    assert list((validations / "gx_results" / "events_web").rglob("*.json"))
+    assert list((validations / "data_docs" / "validations" / "events_web").rglob("*.html"))
+    assert leaks(validations, out, err, text) == []
+    saved = json.loads((events_settings.validations_dir / DAY_ISO / "events-web.json").read_text())
+    [check] = [r for r in saved["results"] if r["column"] == "text" and r["status"] == "failed"]
+    assert check["severity"] == "critical" and check["unexpected_count"] == 3
+    # The failing rows are named by their event_id, a hash.
+    assert check["event_ids"] == events["event_id"][:3].to_list()
+    assert f"e.g. event_id {events['event_id'][0]}" in text
+    # One line as GX loads, one per source, one for the Data Docs, then the summary.
+    progress = [line for line in out.splitlines() if line.startswith("events gate:")]
+    assert progress[0] == "events gate: loading Great Expectations"
+    assert [line.split(":")[1].strip() for line in progress[1:5]] == list(SOURCES)
+    assert progress[5].startswith("events gate: Data Docs updated in")
 
 
 def test_a_day_without_a_landing_folder_is_skipped_with_a_warning(
@@ -327,6 +470,43 @@ def test_a_growing_funnel_fails_its_monotonic_expectation(
     ]
     assert monotonic.observed == 1
     assert "marts_agg_stage_funnel [agg_stage_funnel]" in message(report)
+
+
+def test_no_planted_address_or_handle_reaches_any_marts_gate_output(
+    marts_settings: Settings, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    build = copy_database(marts_settings.build_path, tmp_path / "build" / "cjm.duckdb")
+    with duckdb.connect(str(build)) as con:
+        con.execute(
+            "update fct_journeys set status = 'pii.canary.1@probe.example' "
+            "where journey_id = (select min(journey_id) from fct_journeys)"
+        )
+        con.execute(
+            "update dim_touchpoints set touchpoint_id = 'campaign @pii_canary_2' "
+            "where rowid in (select rowid from dim_touchpoints limit 2)"
+        )
+
+    report = validate_marts(marts_settings, build, None, progress=print)
+    text = message(report)
+    print(f"error: {text}", file=sys.stderr)
+    out, err = capfd.readouterr()
+
+    validations = marts_settings.validations_dir
+    assert list((validations / "gx_results" / "marts_fct_journeys").rglob("*.json"))
+    assert list((validations / "data_docs" / "validations" / "marts_fct_journeys").rglob("*.html"))
+    assert leaks(validations, out, err, text) == []
+    [status] = failed(report, "marts_fct_journeys", "expect_column_values_to_be_in_set", "status")
+    [key] = failed(report, "marts_dim_touchpoints", "expect_column_values_to_be_unique")
+    # Counted, never shown.
+    assert (status.unexpected_count, status.observed) == (1, None)
+    assert (key.unexpected_count, key.observed) == (2, None)
+    # One line as GX loads, one per five marts, one for the Data Docs.
+    progress = [line for line in out.splitlines() if line.startswith("marts gate:")]
+    assert progress[0] == "marts gate: loading Great Expectations"
+    done = [line.split(" marts validated")[0] for line in progress[1:-1]]
+    groups = [*range(5, len(MARTS), 5), len(MARTS)]
+    assert done == [f"marts gate: {n} of {len(MARTS)}" for n in groups]
+    assert progress[-1].startswith("marts gate: Data Docs updated in")
 
 
 def test_data_docs_keep_earlier_runs(marts_settings: Settings) -> None:
