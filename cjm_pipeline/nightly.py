@@ -125,7 +125,7 @@ def check_events(
     """
     from cjm_pipeline.validate import validate_events
 
-    return _gate(lambda: validate_events(settings, days, SOURCES), progress)
+    return _gate(lambda: validate_events(settings, days, SOURCES, progress=progress), progress)
 
 
 def check_marts(
@@ -136,7 +136,11 @@ def check_marts(
 
     return _gate(
         lambda: validate_marts(
-            settings, settings.build_path, settings.warehouse_path, run_date=plan.run_date
+            settings,
+            settings.build_path,
+            settings.warehouse_path,
+            run_date=plan.run_date,
+            progress=progress,
         ),
         progress,
     )
