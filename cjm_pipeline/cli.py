@@ -1,4 +1,11 @@
-"""The ``cjm`` command: one entry point for every job."""
+"""The ``cjm`` command: one entry point for every job.
+
+Commands that write (`run`, `build`, `ingest`, `rollback`, `manifest`) take the night
+lock first and refuse at once, naming the holder, if another command or task holds it
+(exit status 75: try again later); ``--wait`` waits for it instead. `run`, `build` and
+`rollback` also refuse while a scheduled (Airflow) night is in progress, unless given
+``--force`` (see ``cjm_pipeline.lock``).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,16 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cjm_pipeline.settings import SettingsError, get_settings, unknown_variables
+from cjm_pipeline.lock import LockError, night_lock, refuse_during_night
+from cjm_pipeline.settings import Settings, SettingsError, get_settings, unknown_variables
 
 app = typer.Typer(
     help="cjm-pipeline: customer journeys from web, email, social and review events.",
@@ -26,6 +36,42 @@ DataDir = Annotated[
 OneDate = Annotated[str | None, typer.Option("--date", help="One landing date.")]
 Start = Annotated[str | None, typer.Option(help="First landing date of a range.")]
 End = Annotated[str | None, typer.Option(help="Last landing date of a range.")]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="If another command holds the night lock, wait for it instead of refusing."
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Go ahead although a scheduled (Airflow) night is in progress: for a DAG run "
+        "that was abandoned (it can then no longer write).",
+    ),
+]
+
+LOCKED = 75  # exit status when the night lock is held elsewhere (EX_TEMPFAIL: try later)
+
+
+def _status(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@contextmanager
+def _night(
+    settings: Settings, command: str, wait: bool, force: bool | None = None
+) -> Iterator[None]:
+    """Hold the night lock for a command (and, unless ``force`` is None, refuse during a
+    scheduled night); a refusal is one line and exit status 75."""
+    try:
+        with night_lock(settings, command, None if wait else 0, _status):
+            if force is not None:
+                refuse_during_night(settings, command, force, _status)
+            yield
+    except LockError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(LOCKED) from exc
 
 
 def _date_range(day: date | None, start: date | None, end: date | None) -> list[date]:
@@ -83,6 +129,7 @@ def ingest(
     workers: Annotated[
         int, typer.Option(help="Sources ingested in parallel processes (env CJM_INGEST_WORKERS).")
     ] = 0,
+    wait: Wait = False,
 ) -> None:
     """Parse landing files into the canonical lake, quarantine and manifests."""
     from cjm_pipeline.ingest import ALL_SOURCES
@@ -93,7 +140,8 @@ def ingest(
     if unknown:
         raise typer.BadParameter(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
-    _ingest_and_report(settings, dates, sources, workers or settings.ingest_workers)
+    with _night(settings, "cjm ingest", wait):
+        _ingest_and_report(settings, dates, sources, workers or settings.ingest_workers)
 
 
 def _ingest_and_report(settings, dates: list[date], sources: list[str], workers: int) -> None:
@@ -110,11 +158,14 @@ def _ingest_and_report(settings, dates: list[date], sources: list[str], workers:
 def _build_and_report(
     settings, run_date: date, full_refresh: bool, select: str | None, since: date | None = None
 ) -> None:
-    from cjm_pipeline.build import BuildError, build, dbt_work_dir, summary
+    from cjm_pipeline.build import BuildError, NothingToBuild, build, dbt_work_dir, summary
 
     began = time.perf_counter()
     try:
         result = build(settings, run_date, full_refresh, select, progress=typer.echo, since=since)
+    except NothingToBuild as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except (BuildError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"dbt logs: {dbt_work_dir(settings) / 'logs'}", err=True)
@@ -139,10 +190,14 @@ def build_command(
     full_refresh: FullRefresh = False,
     select: Annotated[str | None, typer.Option(help="dbt selector, e.g. tag:marts.")] = None,
     data_dir: DataDir = None,
+    wait: Wait = False,
+    force: Force = False,
 ) -> None:
     """dbt build of the journey models as of a date (incremental unless told otherwise)."""
     settings = get_settings(data_dir=data_dir)
-    _build_and_report(settings, _parse_date(date_), full_refresh, select)
+    run_date = _parse_date(date_)
+    with _night(settings, "cjm build", wait, force):
+        _build_and_report(settings, run_date, full_refresh, select)
 
 
 @app.command()
@@ -152,15 +207,24 @@ def run(
     end: End = None,
     full_refresh: FullRefresh = False,
     data_dir: DataDir = None,
+    wait: Wait = False,
+    force: Force = False,
 ) -> None:
     """The main job: ingest the dates, gate their events, build as of the last one, gate
     the marts, then publish the served database (and its Parquet copy)."""
-    from cjm_pipeline.build import BuildError, dbt_work_dir, summary
+    settings = get_settings(data_dir=data_dir)
+    dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
+    with _night(settings, "cjm run", wait, force):
+        _run_and_report(settings, dates, full_refresh)
+
+
+def _run_and_report(settings: Settings, dates: list[date], full_refresh: bool) -> None:
+    import duckdb
+
+    from cjm_pipeline.build import BuildError, NothingToBuild, dbt_work_dir, summary
     from cjm_pipeline.nightly import GateError, run_night
     from cjm_pipeline.publish import PublishError
 
-    settings = get_settings(data_dir=data_dir)
-    dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
     try:
         night = run_night(settings, dates, full_refresh, progress=typer.echo)
     except GateError as exc:
@@ -168,13 +232,16 @@ def run(
         typer.echo(f"served database unchanged: {settings.warehouse_path}", err=True)
         typer.echo(f"validation results: {settings.validations_dir}", err=True)
         raise typer.Exit(GATE_FAILED) from exc
+    except NothingToBuild as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except BuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo(f"dbt logs: {dbt_work_dir(settings) / 'logs'}", err=True)
         raise typer.Exit(1) from exc
-    except (PublishError, OSError, ValueError) as exc:
+    except (PublishError, OSError, ValueError, duckdb.Error) as exc:
         typer.echo(f"error: {exc}", err=True)
-        typer.echo(f"served database unchanged: {settings.warehouse_path}", err=True)
+        typer.echo(_served_now(settings), err=True)
         raise typer.Exit(1) from exc
     typer.echo("")
     typer.echo(summary(settings.warehouse_path))
@@ -208,15 +275,38 @@ def report(
 ) -> None:
     """Write the customer journey map (one self-contained HTML file) of the night served,
     or of a kept snapshot with --date; prints its path."""
-    from cjm_pipeline.report import ReportError, write_report
+    from cjm_pipeline.report import write_report
 
     settings = get_settings(data_dir=data_dir)
+    run_date = _parse_date(date_)
+    with _reading(settings, run_date):
+        path = write_report(settings, run_date, persona, out)
+    typer.echo(f"journey map: {path}")
+
+
+@contextmanager
+def _reading(settings: Settings, run_date: date | None) -> Iterator[None]:
+    """Errors of reading a published night, as one line (exit status 1)."""
+    import duckdb
+
+    from cjm_pipeline.publish import damaged
+    from cjm_pipeline.report import ReportError
+
     try:
-        path = write_report(settings, _parse_date(date_), persona, out)
+        yield
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"journey map: {path}")
+    except duckdb.Error as exc:
+        # A file that opens but has a damaged block fails only at the query reading it.
+        if run_date is None:
+            message = str(damaged(settings.warehouse_path, exc))
+        else:
+            detail = str(exc).splitlines()[0]
+            message = f"the kept night of {run_date} cannot be read ({detail}): `cjm snapshots`"
+            message += " lists the others"
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command(name="summary")
@@ -224,26 +314,43 @@ def summary_command(
     date_: RunDate = None, persona: Persona = None, data_dir: DataDir = None
 ) -> None:
     """A short text summary of the journey map for terminals."""
-    from cjm_pipeline.report import ReportError, report_data, summary_text
+    from cjm_pipeline.report import report_data, summary_text
 
     settings = get_settings(data_dir=data_dir)
-    try:
-        data = report_data(settings, _parse_date(date_), persona)
-    except ReportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    run_date = _parse_date(date_)
+    with _reading(settings, run_date):
+        data = report_data(settings, run_date, persona)
     typer.echo(summary_text(data))
 
 
+def _served_now(settings: Settings) -> str:
+    """What readers are served now, after a night that failed."""
+    from cjm_pipeline.publish import PublishError, served_info
+
+    try:
+        info = served_info(settings.warehouse_path)
+    except PublishError as exc:
+        return f"served database: {exc}"
+    return (
+        f"served database: build {info['build_id']} as of {info['run_date']} "
+        f"({settings.warehouse_path})"
+    )
+
+
 @app.command()
-def rollback(data_dir: DataDir = None) -> None:
-    """Serve the snapshot published before the one served now, and build the next
-    night on it (the build database is restored from the same snapshot)."""
+def rollback(data_dir: DataDir = None, wait: Wait = False, force: Force = False) -> None:
+    """Serve the newest good snapshot published before the one served now, and build the
+    next night on it (the build database is restored from the same snapshot)."""
+    settings = get_settings(data_dir=data_dir)
+    with _night(settings, "cjm rollback", wait, force):
+        _rollback_and_restore(settings)
+
+
+def _rollback_and_restore(settings: Settings) -> None:
     from cjm_pipeline.build import BuildError, restore_build
     from cjm_pipeline.publish import PublishError
     from cjm_pipeline.publish import rollback as run
 
-    settings = get_settings(data_dir=data_dir)
     try:
         snapshot = run(settings, progress=typer.echo)
     except PublishError as exc:
@@ -269,18 +376,22 @@ def snapshots(data_dir: DataDir = None) -> None:
         typer.echo(f"no snapshots in {settings.snapshots_dir}")
     for snapshot in found:
         mark = "*" if snapshot.is_served else " "
+        note = "  (rolled back from)" if snapshot.rolled_back else ""
         typer.echo(
             f"{mark} {snapshot.name}  run date {snapshot.run_date}  build {snapshot.build_id}"
+            + note
         )
 
 
 @app.command()
-def manifest(data_dir: DataDir = None) -> None:
+def manifest(data_dir: DataDir = None, wait: Wait = False) -> None:
     """Write dbt's manifest, from which the Airflow DAG renders one task per model."""
     from cjm_pipeline.build import BuildError, write_manifest
 
+    settings = get_settings(data_dir=data_dir)
     try:
-        path = write_manifest(get_settings(data_dir=data_dir), progress=lambda _: None)
+        with _night(settings, "cjm manifest", wait):
+            path = write_manifest(settings, progress=lambda _: None)
     except BuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

@@ -1,31 +1,48 @@
 """The night, step by step: ingest, gate the events, build, gate the marts, publish,
 then write the journey map.
 
-`cjm run` calls ``run_night`` (one process, one `dbt build`). The Airflow DAG
-(dags/cjm_nightly.py) calls the step functions below one task at a time, with the dbt
-models as their own tasks in between; the steps take and return plain values (dates
-as ISO strings, dicts) so they travel through XCom. Either way the same code decides
-what is built, what is checked and what is served.
+`cjm run` calls ``run_night`` (one process, one `dbt build`, holding the night lock
+throughout). The Airflow DAG (dags/cjm_nightly.py) calls the step functions below one
+task at a time, with the dbt models as their own tasks in between; the steps take and
+return plain values (dates as ISO strings, dicts) so they travel through XCom. Each
+writing task holds the night lock while it runs (waiting up to
+``CJM_LOCK_WAIT_SECONDS`` for it), and the plan marks the night as in progress until
+publish (see ``cjm_pipeline.lock``). Either way the same code decides what is built,
+what is checked and what is served.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cjm_pipeline.build import (
     BuildPlan,
-    BuildState,
+    NothingToBuild,
     build,
     dbt_environment,
     dbt_vars,
+    event_rows,
+    lake_inventory,
+    load_state_quietly,
     plan_build,
     record_build,
-    state_path,
+)
+from cjm_pipeline.lock import (
+    Night,
+    acquire,
+    begin_night,
+    end_night,
+    night_lock,
+    read_night,
+    release,
+    require_night,
 )
 from cjm_pipeline.settings import SOURCES, Settings, get_settings
 
@@ -55,7 +72,20 @@ def run_night(
     """Ingest the landing dates, gate their events, build as of the last one, gate the
     marts, publish, then write the journey map. A critical expectation raises
     ``GateError`` before anything is published; the served database is then the
-    previous night's. A report that fails is a warning: the night is served by then."""
+    previous night's. A report that fails is a warning: the night is served by then.
+    Holds the night lock throughout (see ``cjm_pipeline.lock``); raises
+    ``NothingToBuild`` when the lake has no event up to the last date."""
+    with night_lock(settings, "cjm run", progress=progress):
+        return _run_night(settings, dates, full_refresh, progress, workers)
+
+
+def _run_night(
+    settings: Settings,
+    dates: list[date],
+    full_refresh: bool,
+    progress: Callable[[str], None],
+    workers: int | None,
+) -> NightResult:
     from cjm_pipeline.ingest import ALL_SOURCES, ingest
     from cjm_pipeline.ingest import summary as ingest_summary
     from cjm_pipeline.report import write_report
@@ -66,6 +96,7 @@ def run_night(
     progress("")
     progress(ingest_summary(manifests))
     seconds["ingest"] = time.perf_counter() - began
+    check_lake(settings, dates[-1])
 
     began = time.perf_counter()
     warnings = check_events(settings, gate_dates(settings, dates), progress)
@@ -78,6 +109,7 @@ def run_night(
     seconds["build"] = time.perf_counter() - began
 
     began = time.perf_counter()
+    warnings += served_damage(settings)
     warnings += check_marts(settings, result.plan, progress)
     seconds["validate marts"] = time.perf_counter() - began
 
@@ -104,11 +136,21 @@ def run_night(
     )
 
 
+def check_lake(settings: Settings, run_date: date) -> None:
+    """Stop a night that has nothing to build, before any gate or dbt start."""
+    if event_rows(lake_inventory(settings, run_date)) == 0:
+        raise NothingToBuild(
+            f"no events in the lake up to {run_date}: nothing to build; check CJM_DATA_DIR "
+            f"(now {settings.data_dir}) and the landing folders"
+        )
+
+
 def gate_dates(settings: Settings, dates: list[date]) -> list[date]:
     """The landing dates the events gate checks: the run's, and every one since the last
     recorded build, so a date whose events failed the gate keeps failing until fixed
-    (the next night's build would read it again)."""
-    state = BuildState.load(state_path(settings))
+    (the next night's build would read it again). A damaged state file counts as none
+    here: the plan reports and repairs it."""
+    state = load_state_quietly(settings)
     days = set(dates)
     if state is not None:
         gap = (max(dates) - state.run_date).days
@@ -138,7 +180,7 @@ def check_marts(
         lambda: validate_marts(
             settings,
             settings.build_path,
-            settings.warehouse_path,
+            band_reference(settings),
             run_date=plan.run_date,
             progress=progress,
         ),
@@ -158,25 +200,76 @@ def _gate(validate: Callable, progress: Callable[[str], None]) -> list[str]:
     return [str(warning) for warning in report.warnings]
 
 
+def served_damage(settings: Settings) -> list[str]:
+    """A warning when the served database cannot be read: the night goes on, and its
+    publish replaces it."""
+    from cjm_pipeline.publish import database_problem
+
+    served = settings.warehouse_path
+    problem = database_problem(served) if served.exists() else None
+    if problem is None:
+        return []
+    return [
+        f"the served database {served} is damaged ({problem}): the row-count band is taken "
+        "from the newest readable snapshot, and this night's publish replaces it"
+    ]
+
+
+def band_reference(settings: Settings) -> Path:
+    """The published database the marts gate's row-count band compares with: the served
+    one, or when it cannot be read, the newest readable snapshot (without one, a path
+    that does not exist: the band is then skipped, as on a first night)."""
+    from cjm_pipeline.publish import database_problem, snapshots
+
+    served = settings.warehouse_path
+    if not served.exists() or database_problem(served) is None:
+        return served
+    for snapshot in reversed(snapshots(settings)):
+        if not snapshot.is_served and database_problem(snapshot.path) is None:
+            return snapshot.path
+    return settings.snapshots_dir / "no-readable-snapshot"
+
+
 def publish_build(
     settings: Settings, plan: BuildPlan, progress: Callable[[str], None] = print
 ) -> str:
-    """Serve the build: returns the snapshot's path."""
+    """Serve the build: returns the snapshot's folder."""
     from cjm_pipeline.publish import publish
 
     result = publish(
-        settings, plan.run_date, plan.build_id, progress=progress, fingerprint=plan.fingerprint
+        settings,
+        plan.run_date,
+        plan.build_id,
+        progress=progress,
+        fingerprint=plan.fingerprint,
+        lake=plan.lake,
     )
     return str(result.snapshot)
 
 
 # The steps as the DAG runs them: settings from the environment, plain values in and out.
+# Each writing step holds the night lock, waiting for it up to CJM_LOCK_WAIT_SECONDS.
+
+DAG_ID = "cjm_nightly"
+TASK_HINT = (
+    "the task fails after waiting CJM_LOCK_WAIT_SECONDS; it retries if it has retries "
+    "left, or clear it once that command has finished"
+)
 
 
-def ingest_source(source: str, day: str) -> dict[str, object]:
+@contextmanager
+def task_lock(settings: Settings, task: str, run_id: str | None) -> Iterator[None]:
+    command = f"airflow task {DAG_ID}.{task} (run {run_id or '?'})"
+    with night_lock(settings, command, settings.lock_wait_seconds, print, TASK_HINT):
+        yield
+
+
+def ingest_source(source: str, day: str, run_id: str | None = None) -> dict[str, object]:
     from cjm_pipeline.ingest import ingest_one
 
-    manifest = ingest_one(get_settings(), source, date.fromisoformat(day))
+    settings = get_settings()
+    with task_lock(settings, f"ingest[{source}]", run_id):
+        manifest = ingest_one(settings, source, date.fromisoformat(day))
     return {k: v for k, v in asdict(manifest).items() if k != "files"}
 
 
@@ -185,33 +278,105 @@ def gate_events(day: str) -> list[str]:
     return check_events(settings, gate_dates(settings, [date.fromisoformat(day)]))
 
 
-def plan(day: str, full_refresh: bool = False) -> dict[str, object]:
-    """What tonight's dbt build is: its number, window and vars (for the dbt tasks)."""
+def plan(day: str, full_refresh: bool = False, run_id: str | None = None) -> dict[str, object]:
+    """What tonight's dbt build is: its number, window and vars (for the dbt tasks).
+
+    Planned under the night lock, which also records the night as in progress (until
+    publish) for the tasks after it and for the command line."""
     settings = get_settings()
-    build_plan = plan_build(settings, date.fromisoformat(day), full_refresh)
+    run = run_id or f"manual__{datetime.now(UTC).isoformat()}"
+    with task_lock(settings, "plan_build", run):
+        build_plan = plan_build(settings, date.fromisoformat(day), full_refresh)
+        earlier = read_night(settings)
+        if earlier is not None and earlier.run_id != run:
+            # The scheduler only plans after the previous night published, so that night
+            # was marked done or failed by hand: this one takes over.
+            print(
+                f"warning: replacing the marker of a night that never published: "
+                f"{earlier.describe()}"
+            )
+        now = datetime.now(UTC).isoformat()
+        night = Night(DAG_ID, run, day, build_plan.build_id, now, lake=build_plan.lake or {})
+        begin_night(settings, night)
+    # The lake inventory stays in the marker: XCom carries what the dbt tasks read.
+    values = {k: v for k, v in asdict(build_plan).items() if k != "lake"}
     return {
-        **asdict(build_plan),
+        **values,
         "run_date": build_plan.run_date.isoformat(),
         "vars": json.dumps(dbt_vars(settings, build_plan)),
     }
 
 
 def _plan(values: dict[str, object]) -> BuildPlan:
-    fields = {k: v for k, v in values.items() if k != "vars"}
+    fields = {k: v for k, v in values.items() if k not in {"vars", "lake"}}
     fields["run_date"] = date.fromisoformat(str(fields["run_date"]))
     return BuildPlan(**fields)
 
 
-def gate_marts(values: dict[str, object]) -> list[str]:
-    return check_marts(get_settings(), _plan(values))
-
-
-def publish_planned(values: dict[str, object]) -> str:
+def gate_marts(values: dict[str, object], run_id: str | None = None) -> list[str]:
     settings = get_settings()
-    build_plan = _plan(values)
-    snapshot = publish_build(settings, build_plan)
-    record_build(settings, build_plan)
+    with task_lock(settings, "validate_marts", run_id):
+        require_night(settings, str(run_id), "validate_marts")
+        return check_marts(settings, _plan(values))
+
+
+def publish_planned(values: dict[str, object], run_id: str | None = None) -> str:
+    """Publish the night's build, record it, and end the night in progress. A retry
+    after a publish that was recorded but not ended does not publish it twice."""
+    from cjm_pipeline.publish import PublishError, served_info
+
+    settings = get_settings()
+    with task_lock(settings, "publish", run_id):
+        night = require_night(settings, str(run_id), "publish")
+        build_plan = replace(_plan(values), lake=night.lake or None)
+        state = load_state_quietly(settings)
+        try:
+            served = served_info(settings.warehouse_path)
+        except PublishError:
+            served = {}
+        if state is not None and state.build_id == served.get("build_id") == build_plan.build_id:
+            snapshot = str(served["snapshot"])
+            print(f"build {build_plan.build_id} is already published ({snapshot})")
+        else:
+            snapshot = publish_build(settings, build_plan)
+            record_build(settings, build_plan)
+        end_night(settings)
     return snapshot
+
+
+# The Cosmos dbt tasks take the lock in their own process: Airflow runs an operator's
+# ``pre_execute`` hook right before ``execute`` (an exception there fails the task), and
+# ``post_execute``, ``on_failure_callback`` or ``on_retry_callback`` once it is over.
+# A task killed in between loses the lock with its process.
+_TASKS_HOLDING: set[str] = set()
+
+
+def _task_key(context: Any) -> str:
+    ti = context["ti"]
+    return f"{ti.dag_id}/{context['run_id']}/{ti.task_id}/{getattr(ti, 'map_index', -1)}"
+
+
+def dbt_task_starts(context: Any) -> None:
+    """Take the night lock for a dbt task, and check its night is still in progress."""
+    settings = get_settings()
+    run_id = str(context["run_id"])
+    task_id = context["ti"].task_id
+    command = f"airflow task {DAG_ID}.{task_id} (run {run_id})"
+    acquire(settings, command, settings.lock_wait_seconds, print, TASK_HINT)
+    try:
+        require_night(settings, run_id, task_id)
+    except BaseException:
+        release(settings)
+        raise
+    _TASKS_HOLDING.add(_task_key(context))
+
+
+def dbt_task_ends(context: Any, result: object = None) -> None:
+    """Give the night lock back (once, however the task ended)."""
+    key = _task_key(context)
+    if key in _TASKS_HOLDING:
+        _TASKS_HOLDING.discard(key)
+        release(get_settings())
 
 
 def report_served() -> str:

@@ -412,7 +412,8 @@ def damaged(
 
 def database_problem(path: Path) -> str | None:
     """Why a published database cannot be served, or None when it reads: it opens
-    read-only, has its stamp, and every mart holds the rows stamped."""
+    read-only, has its stamp, and every mart holds the rows stamped. (A damaged data
+    block deeper in the file shows only at the query that reads it.)"""
     try:
         with duckdb.connect(str(path), read_only=True) as con:
             (stamped,) = con.execute(f"select mart_rows from {PUBLISH_TABLE}").fetchone()

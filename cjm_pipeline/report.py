@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from cjm_pipeline.publish import PublishError, Snapshot, served_info, snapshots
+from cjm_pipeline.publish import DamagedDatabase, PublishError, Snapshot, served_info, snapshots
 from cjm_pipeline.settings import MARTS, Settings
 
 ALL = "all"
@@ -53,6 +53,8 @@ def report_source(settings: Settings, run_date: date | None = None) -> Source:
     """The database to read: the served one, or the kept snapshot of ``run_date``."""
     try:
         served = served_info(settings.warehouse_path)
+    except DamagedDatabase as exc:
+        raise ReportError(str(exc)) from exc
     except PublishError as exc:
         raise ReportError(f"{exc}; run `cjm run` first") from exc
     if run_date is None or served["run_date"] == run_date:

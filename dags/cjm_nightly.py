@@ -19,6 +19,17 @@ date):
    (read from the served database, read-only, so outside the pool);
 8. ``summary``: counts of the night, in the task log.
 
+One night at a time: every task that writes (ingest, the plan, the dbt tasks, the marts
+gate, publish) holds the night lock of the warehouse while it runs, the lock `cjm run`,
+`cjm build`, `cjm ingest` and `cjm rollback` take too. A task that finds it held waits
+up to ``CJM_LOCK_WAIT_SECONDS`` and then fails naming the holder. The dbt tasks take it
+in their own process through the operators' ``pre_execute`` hook (and give it back in
+``post_execute`` or their failure and retry callbacks); a task process that is killed
+loses it with the process. Between tasks, the plan's marker of the night in progress
+(removed by publish) keeps `cjm run`, `cjm build` and `cjm rollback` out unless they
+are given ``--force``; a night overridden that way fails its next writing task, and is
+planned again by clearing ``plan_build``.
+
 A critical expectation fails its task and nothing downstream runs, so BI tools keep
 reading the previous night, and the next night's plan waits until it is fixed and the
 night re-run. Backfill a range with ``airflow backfill create`` (see the README);
@@ -39,13 +50,19 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, TestBehavior
 
 from cjm_pipeline.build import manifest_path
-from cjm_pipeline.nightly import dbt_task_environment
+from cjm_pipeline.nightly import dbt_task_ends, dbt_task_environment, dbt_task_starts
 from cjm_pipeline.settings import ALL_SOURCES, PROJECT_ROOT, get_settings
 
 SETTINGS = get_settings()
 POOL = "cjm_duckdb"  # one slot: every task that opens the build database for writing
-SERVED = Asset(name="cjm_served_database", uri=SETTINGS.warehouse_path.resolve().as_uri())
-PARQUET = Asset(name="cjm_marts_parquet", uri=(SETTINGS.parquet_dir / "current").resolve().as_uri())
+# The paths readers use, not what they point at tonight (both are links switched by
+# publish): resolving them would give the assets a new URI every night.
+SERVED = Asset(
+    name="cjm_served_database", uri=Path(os.path.abspath(SETTINGS.warehouse_path)).as_uri()
+)
+PARQUET = Asset(
+    name="cjm_marts_parquet", uri=Path(os.path.abspath(SETTINGS.parquet_dir / "current")).as_uri()
+)
 # What the dbt tasks take from tonight's plan (plan_build's return value).
 PLANNED_VARS = "{{ ti.xcom_pull(task_ids='plan_build')['vars'] }}"
 PLANNED_FULL_REFRESH = "{{ ti.xcom_pull(task_ids='plan_build')['full_refresh'] }}"
@@ -84,10 +101,10 @@ def cjm_nightly() -> None:
         return start.in_timezone("UTC").date().isoformat()
 
     @task(**RETRY_IO, map_index_template="{{ task.op_kwargs['source'] }}")
-    def ingest(source: str, day: str) -> dict:
+    def ingest(source: str, day: str, run_id: str | None = None) -> dict:
         from cjm_pipeline.nightly import ingest_source
 
-        return ingest_source(source, day)
+        return ingest_source(source, day, run_id)
 
     @task(**NO_RETRY)
     def validate_events(day: str, manifests: list[dict]) -> list[str]:
@@ -99,22 +116,22 @@ def cjm_nightly() -> None:
     # published (its plan and everything right after it succeeded), also when a
     # backfill starts several runs at once.
     @task(**NO_RETRY, depends_on_past=True, wait_for_downstream=True)
-    def plan_build(day: str, params: dict | None = None) -> dict:
+    def plan_build(day: str, params: dict | None = None, run_id: str | None = None) -> dict:
         from cjm_pipeline.nightly import plan
 
-        return plan(day, bool(params and params.get("full_refresh")))
+        return plan(day, bool(params and params.get("full_refresh")), run_id)
 
     @task(**NO_RETRY, pool=POOL)
-    def validate_marts(plan: dict) -> list[str]:
+    def validate_marts(plan: dict, run_id: str | None = None) -> list[str]:
         from cjm_pipeline.nightly import gate_marts
 
-        return gate_marts(plan)
+        return gate_marts(plan, run_id)
 
     @task(**RETRY_IO, pool=POOL, outlets=[SERVED, PARQUET])
-    def publish(plan: dict) -> str:
+    def publish(plan: dict, run_id: str | None = None) -> str:
         from cjm_pipeline.nightly import publish_planned
 
-        return publish_planned(plan)
+        return publish_planned(plan, run_id)
 
     # Reads the served file read-only, so it needs no slot of the pool.
     @task(**RETRY_IO)
@@ -163,6 +180,13 @@ def cjm_nightly() -> None:
             "pool": POOL,
             "retries": 1,
             "retry_delay": timedelta(minutes=1),
+            # The night lock, in the task's own process (Cosmos passes these to each
+            # operator; Airflow runs pre_execute right before execute, and fails the task
+            # if it raises).
+            "pre_execute": dbt_task_starts,
+            "post_execute": dbt_task_ends,
+            "on_failure_callback": dbt_task_ends,
+            "on_retry_callback": dbt_task_ends,
         },
     )
 

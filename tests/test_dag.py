@@ -4,6 +4,7 @@ data, in a temporary AIRFLOW_HOME with a SQLite metadata database."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from cjm_pipeline.build import write_manifest
 from cjm_pipeline.generate import generate
+from cjm_pipeline.lock import read_night
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import MARTS, quiet
 
@@ -28,6 +30,7 @@ DESCRIBE = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=sys.argv[1])
+name = lambda hook: getattr(hook, "__name__", None)
 dags = {}
 for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
@@ -42,6 +45,10 @@ for dag_id, dag in bag.dags.items():
                 "retries": t.retries,
                 "mapped": type(t).__name__ == "DecoratedMappedOperator",
                 "outlets": [getattr(o, "name", str(o)) for o in t.outlets],
+                "pre_execute": name(getattr(t, "_pre_execute_hook", None)),
+                "post_execute": name(getattr(t, "_post_execute_hook", None)),
+                "on_failure": [name(c) for c in getattr(t, "on_failure_callback", None) or []],
+                "on_retry": [name(c) for c in getattr(t, "on_retry_callback", None) or []],
             }
             for t in dag.tasks
         },
@@ -141,6 +148,12 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert {t for t in dbt_tasks if t.endswith("_run")} == {f"dbt.{m}_run" for m in models}
     assert {t for t in dbt_tasks if t.endswith("_seed")} == {f"dbt.{s}_seed" for s in seeds}
     assert all(v["pool"] == "cjm_duckdb" for v in dbt_tasks.values())
+    # Each dbt task holds the night lock in its own process while it runs, and gives it
+    # back however it ends.
+    for task_id, v in dbt_tasks.items():
+        assert v["pre_execute"] == "dbt_task_starts", task_id
+        assert v["post_execute"] == "dbt_task_ends", task_id
+        assert "dbt_task_ends" in v["on_failure"] and "dbt_task_ends" in v["on_retry"], task_id
     roots = [t for t, v in dbt_tasks.items() if v["upstream"] == ["plan_build"]]
     assert roots
     assert all(roots_of(t, tasks) == {"plan_build"} for t in dbt_tasks)
@@ -194,3 +207,7 @@ def test_one_night_through_airflow(airflow_home) -> None:
     journey_map = settings.reports_dir / f"journey_map_{last.isoformat()}.html"
     assert journey_map.stat().st_size > 50_000
     assert f"Customer journey map · {last.isoformat()}" in journey_map.read_text()
+    # The night is over: its marker is gone and the lock is free for the command line.
+    assert read_night(settings) is None
+    with (settings.warehouse_dir / ".cjm.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

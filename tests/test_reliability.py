@@ -1,5 +1,7 @@
-"""What BI readers and the next night see when a run is interrupted or publishes
-under them: the main job (`cjm run`) as real processes, killed for real."""
+"""What BI readers and the next night see when a run is interrupted, publishes under
+them, or meets what a fault left: the main job (`cjm run`) as real processes, killed for
+real, with another command trying to slip in, a damaged served file and state file, a
+lake partition erased after it was built, and an empty lake."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from cjm_pipeline.settings import Settings
 from tests.conftest import sample_dates
+
+LOCKED = 75
 
 BIN = Path(sys.executable).parent
 
@@ -80,11 +85,15 @@ def env_of(settings: Settings) -> dict[str, str]:
 
 
 def cjm(settings: Settings, *args: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "cjm"), *args], env=env_of(settings), capture_output=True, text=True
-    )
+    done = try_cjm(settings, *args)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return done.stdout
+
+
+def try_cjm(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "cjm"), *args], env=env_of(settings), capture_output=True, text=True
+    )
 
 
 def sha256(path: Path) -> str:
@@ -120,6 +129,7 @@ def test_readers_see_only_complete_snapshots_while_a_night_publishes(night_one, 
 
 
 def test_a_run_killed_during_the_build_leaves_the_served_night(night_one):
+    """Also: a rollback tried while the run builds is refused, naming the run."""
     before = sha256(night_one.warehouse_path)
     state = night_one.build_path.with_name("cjm.duckdb.state.json").read_text()
     first, last = sample_dates()[-2], sample_dates()[-1]
@@ -131,16 +141,21 @@ def test_a_run_killed_during_the_build_leaves_the_served_night(night_one):
         text=True,
         start_new_session=True,
     )
-    # Kill the whole process group (cjm and its dbt child) once models are being built.
+    # Kill the whole process group (cjm and its dbt child) once models are being built,
+    # after a rollback tried to slip in.
     seen = []
     for line in run.stdout:
         seen.append(line)
         if "START sql" in line and "int_events_sessionized" in line:
+            refused = try_cjm(night_one, "rollback")
             os.killpg(run.pid, signal.SIGKILL)
             break
     run.wait(timeout=60)
     assert run.returncode == -signal.SIGKILL, "".join(seen[-30:])
     assert any("(incremental: " in line for line in seen)
+    assert refused.returncode == LOCKED, refused.stdout + refused.stderr
+    assert f"error: cjm run (pid {run.pid}) has held the night lock since " in refused.stderr
+    assert "wait for it to finish, or pass --wait" in refused.stderr
 
     assert sha256(night_one.warehouse_path) == before
     assert served_build(night_one) == (1, str(sample_dates()[-3]))
@@ -191,3 +206,86 @@ def test_rollback_serves_the_previous_night_and_the_next_run_builds_on_it(night_
     out = cjm(night_one, "run", "--date", str(last))
     assert "(incremental: " in out
     assert served_build(night_one) == (2, str(last))
+
+
+def damage(path: Path) -> None:
+    """Overwrite a database's headers, as a failing disk or a stray write would."""
+    with path.open("r+b") as handle:
+        handle.write(b"\0" * 12288)
+
+
+def test_a_damaged_served_file_and_state_file_are_named_and_the_night_replaces_them(night_one):
+    state = night_one.build_path.with_name("cjm.duckdb.state.json")
+    state.write_text(state.read_text()[:40])
+    damage(night_one.warehouse_path)
+    for command in ("summary", "report"):
+        done = try_cjm(night_one, command)
+        assert done.returncode == 1
+        assert f"error: the served database {night_one.warehouse_path} is damaged (" in (
+            done.stderr
+        )
+        assert "run `cjm rollback` to serve the newest good snapshot" in done.stderr
+        assert "Traceback" not in done.stderr
+
+    day = sample_dates()[-2]
+    out = cjm(night_one, "run", "--date", str(day))
+
+    assert f"warning: the build state file {state} is damaged (Unterminated string" in out
+    assert "the served snapshot cannot replace it" in out
+    assert "(full refresh: the build state file" in out
+    assert f"warning: the served database {night_one.warehouse_path} is damaged" in out
+    # Numbered after the snapshot kept, served whole, and recorded.
+    assert served_build(night_one) == (2, str(day))
+    assert '"build_id": 2' in state.read_text()
+    assert "journey map: " in out
+    # The damaged night is never served again: nothing good is left before this one.
+    done = try_cjm(night_one, "rollback")
+    assert done.returncode == 1
+    assert "nothing to roll back to" in done.stderr
+    assert "1 older one(s) cannot be read" in done.stderr
+    assert served_build(night_one) == (2, str(day))
+
+
+def test_an_erased_lake_partition_reaches_the_served_marts(night_one):
+    """A landing date's web events deleted after they were built (an erasure request):
+    the next night notices, rebuilds in full, and serves marts without them."""
+    erased_day = sample_dates()[2]
+    partition = night_one.events_partition("web", erased_day.isoformat())
+    erased = pl.read_parquet(partition / "events.parquet")["event_id"].to_list()
+    shutil.rmtree(partition)
+    assert erased
+
+    day = sample_dates()[-2]
+    out = cjm(night_one, "run", "--date", str(day))
+
+    assert f"(full refresh: lake partition web {erased_day} was removed since build 1;" in out
+    lake = pl.read_parquet(night_one.lake_dir / "events" / "*" / "*" / "*.parquet")
+    with duckdb.connect(str(night_one.warehouse_path), read_only=True) as con:
+        served = con.execute("select count(*) from fct_journey_events").fetchone()[0]
+        left = con.execute(
+            "select count(*) from fct_journey_events where event_id in (select unnest(?))",
+            [erased],
+        ).fetchone()[0]
+    assert served_build(night_one) == (2, str(day))
+    assert served == lake.height
+    assert left == 0
+
+
+def test_a_first_night_without_landing_data_says_so(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        salt="test-salt",
+        warehouse_path=tmp_path / "warehouse" / "cjm.duckdb",
+        build_path=tmp_path / "warehouse" / "build" / "cjm.duckdb",
+    )
+    for args in (["run", "--date", "2026-10-30"], ["build", "--date", "2026-10-30"]):
+        done = try_cjm(settings, *args)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (
+            "error: no events in the lake up to 2026-10-30: nothing to build; check CJM_DATA_DIR "
+            f"(now {settings.data_dir}) and the landing folders"
+        ) in done.stderr
+        assert "dbt" not in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    assert not settings.build_path.exists()
+    assert not settings.warehouse_path.exists()
