@@ -53,6 +53,12 @@ BANDED_MARTS: tuple[str, ...] = (
     "fct_journeys",
     "dim_customers",
 )
+# Columns the events gate derives per row, after the canonical ones.
+DERIVED_EVENT_COLUMNS: tuple[str, ...] = (
+    "landing_day_start",
+    "landing_lag_hours",
+    "holds_personal_data",
+)
 MAX_GROWTH = 3  # a mart more than this many times the served night's rows is a warning
 SEVERITIES: tuple[str, ...] = ("critical", "warning")
 DOCS_SITE = "cjm"
@@ -438,13 +444,9 @@ def event_vocabulary(seed: Path = EVENT_TYPES_SEED) -> dict[str, list[str]]:
 
 def _fixed_event_parameters() -> dict[str, list[str]]:
     """Parameters taken from the code the suites check, so there is one definition."""
-    from transforms.pii import EMAIL_PATTERN, HANDLE_PATTERN
     from transforms.schema import CANONICAL_SCHEMA
 
-    return {
-        "canonical_columns": [*CANONICAL_SCHEMA.names(), "landing_day_start", "landing_lag_hours"],
-        "pii_patterns": [EMAIL_PATTERN, HANDLE_PATTERN],
-    }
+    return {"canonical_columns": [*CANONICAL_SCHEMA.names(), *DERIVED_EVENT_COLUMNS]}
 
 
 def read_manifest(settings: Settings, source: str, iso: str) -> dict[str, Any] | None:
@@ -454,9 +456,15 @@ def read_manifest(settings: Settings, source: str, iso: str) -> dict[str, Any] |
 
 def read_partition(folder: Path, day: date) -> pd.DataFrame | None:
     """Every Parquet file of a lake partition as one pandas frame (GX 1.x cannot read
-    Polars frames), with the landing date's start and each event's lag behind it; None
-    when there is no file. A stray file is read too, on purpose: the build would read it."""
+    Polars frames), with the landing date's start, each event's lag behind it, and
+    whether any of its columns that may carry text still holds an address or handle
+    (found by Polars in linear time: the same regex in pandas is quadratic on some long
+    values, enough to starve a night); None when there is no file. A stray file is read
+    too, on purpose: the build would read it."""
     import polars as pl
+
+    from transforms.pii import holds_personal_data
+    from transforms.schema import COLUMN_POLICY, IDENTIFIER, IDENTITY, JSON, TEXT, URL
 
     files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
     if not files:
@@ -472,6 +480,11 @@ def read_partition(folder: Path, day: date) -> pd.DataFrame | None:
                 pl.col("landing_day_start") - pl.col("occurred_at")
             ).dt.total_seconds()
             / 3600.0,
+            holds_personal_data=pl.any_horizontal(
+                holds_personal_data(pl.col(name))
+                for name, policy in COLUMN_POLICY.items()
+                if policy in (TEXT, URL, JSON, IDENTITY, IDENTIFIER)
+            ),
         )
         .to_pandas()
     )
