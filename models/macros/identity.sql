@@ -23,3 +23,29 @@
     false
     {%- endif -%}
 {%- endmacro %}
+
+{#- `events` (a CTE or relation of int_events rows) with `customer_node`, the identifier
+    whose customer each event belongs to: its strongest identifier (user id, then
+    email, then handle, then device id) that merges, that is, is not in `listed` (the
+    node column of int_identity__overloaded). A shared mailbox or a placeholder user
+    id seen with a device of one person then goes with that person, not with the
+    mailbox's or the placeholder's own customer. An event whose identifiers are all
+    listed goes to its strongest one's customer (identity_node). Listed identifiers
+    are few and change from night to night, so this is computed where events meet
+    customers, as four hash joins against that short list. -#}
+{% macro with_customer_node(events, listed) -%}
+    {%- set kinds = ["user", "email", "handle", "anonymous"] -%}
+    select
+        {{ events }}.*,
+        coalesce(
+            {%- for kind in kinds %}
+            case when listed_{{ kind }}.node is null then {{ events }}.{{ kind }}_node end,
+            {%- endfor %}
+            {{ events }}.identity_node
+        ) as customer_node
+    from {{ events }}
+    {%- for kind in kinds %}
+    left join {{ listed }} as listed_{{ kind }}
+        on {{ events }}.{{ kind }}_node = listed_{{ kind }}.node
+    {%- endfor %}
+{%- endmacro %}

@@ -24,6 +24,10 @@
 -- journey: a review or a loyalty email opened in a journey without an order does
 -- not make it a post-purchase journey.
 --
+-- An event belongs to the customer of its strongest identifier that merges (see
+-- with_customer_node): a shared mailbox or a placeholder user id does not take the
+-- event away from the person whose device it was seen with.
+--
 -- Incremental: customers whose activity or identity changed since the last
 -- successful build are rebuilt whole; new company events of other customers are
 -- added on their own.
@@ -33,6 +37,14 @@ with events as (
 
 identities as (
     select * from {{ ref('int_identity__customers') }}
+),
+
+not_merging as (
+    select node from {{ ref('int_identity__overloaded') }}
+),
+
+events_with_customer_node as (
+    {{ with_customer_node('events', 'not_merging') }}
 ),
 
 {% if is_incremental() %}
@@ -56,8 +68,8 @@ customer_events as (
         {% else %}
         true as is_rebuilt
         {% endif %}
-    from events
-    inner join identities on events.identity_node = identities.node
+    from events_with_customer_node as events
+    inner join identities on events.customer_node = identities.node
     {% if is_incremental() %}
     left join changed_customers on identities.customer_id = changed_customers.customer_id
     where changed_customers.customer_id is not null
