@@ -1,7 +1,7 @@
-"""Identity hygiene end to end: a shared family tablet, a shared mailbox and a
-placeholder device id in hand-written Segment files, built night by night and as one
-full refresh. Who is who is written down here, from the story the files tell, and
-compared with the customers the models made."""
+"""Identity hygiene end to end: a shared family tablet, shared mailboxes, and
+placeholder device and user ids in hand-written Segment files, built night by night
+and as one full refresh. Who is who is written down here, from the story the files
+tell, and compared with the customers the models made."""
 
 from __future__ import annotations
 
@@ -23,12 +23,18 @@ NIGHT_2 = date(2026, 10, 6)
 TABLET = "family-tablet"
 KIOSK = "office-kiosk"
 LAPTOP = "couple-laptop"
+INFO = "info@shop.example"
+CLUB = "club@shop.example"
 # Written to the lake as it was before the adapters dropped placeholder values.
 PLACEHOLDER = "true"
 PLANTED = "planted-placeholder"
+PLACEHOLDER_USER = "null"
+PLANTED_USER = "planted-placeholder-user"
 
 
-def _call(message_id: str, at: str, anonymous_id: str, user_id: str | None = None, **more) -> str:
+def _call(
+    message_id: str, at: str, anonymous_id: str | None, user_id: str | None = None, **more
+) -> str:
     record = {
         "type": "track",
         "event": "Product Viewed",
@@ -66,21 +72,52 @@ def _night_1() -> tuple[list[str], dict[str, str]]:
         calls.append(
             (
                 f"w{n}",
-                _call(
-                    f"info-w{n}",
-                    f"2026-10-05T10:0{n}:00Z",
-                    f"desk-w{n}",
-                    f"w{n}",
-                    type="identify",
-                    traits={"email": "info@shop.example"},
-                ),
+                _identify(f"info-w{n}", f"2026-10-05T10:0{n}:00Z", f"desk-w{n}", INFO, f"w{n}"),
             )
         )
+    # The mailbox identifies nobody, so a form sent with it without signing in goes with
+    # the device: w1's own desk, or the desk of a newcomer seen nowhere else.
+    calls.append(("w1", _identify("info-desk-w1", "2026-10-05T10:30:00Z", "desk-w1", INFO)))
+    calls.append(
+        ("newcomer", _identify("info-newcomer", "2026-10-05T10:40:00Z", "desk-newcomer", INFO))
+    )
     # Two strangers whose SDKs sent the placeholder device id, and one visit with
     # nothing but the placeholder.
     calls.append(("z1", _call("placeholder-z1", "2026-10-05T12:00:00Z", PLANTED, "z1")))
     calls.append(("z2", _call("placeholder-z2", "2026-10-05T12:30:00Z", PLANTED, "z2")))
     calls.append(("placeholder", _call("placeholder-only", "2026-10-05T13:00:00Z", PLANTED)))
+    # SDKs that sent userId "null": with u2's phone the visit is u2's, with a phone seen
+    # nowhere else it is that phone's owner's, and with no device at all it is nobody's
+    # (the placeholder user id's own customer).
+    calls.append(
+        ("u2", _call("null-user-phone-u2", "2026-10-05T14:00:00Z", "phone-u2", PLANTED_USER))
+    )
+    calls.append(
+        (
+            "stranger",
+            _call("null-user-stranger", "2026-10-05T14:30:00Z", "stranger-phone", PLANTED_USER),
+        )
+    )
+    calls.append(
+        ("placeholder-user", _call("null-user-only", "2026-10-05T15:00:00Z", None, PLANTED_USER))
+    )
+    # Four members of a club sign up with its shared address, each on their own desk:
+    # four people (five links with the placeholder user id below), so the address
+    # merges them for now. A reader's SDK sends the address with userId "null" from the
+    # reader's phone: the visit goes with the club until the address stops merging.
+    for n in range(1, 5):
+        calls.append(
+            (
+                f"c{n}",
+                _identify(
+                    f"club-c{n}", f"2026-10-05T16:0{n}:00Z", f"club-desk-c{n}", CLUB, f"c{n}"
+                ),
+            )
+        )
+    calls.append(("r1", _call("reader-r1", "2026-10-05T17:00:00Z", "reader-phone", "r1")))
+    calls.append(
+        ("r1", _identify("reader-club", "2026-10-05T17:30:00Z", "reader-phone", CLUB, PLANTED_USER))
+    )
     return _split(calls)
 
 
@@ -94,8 +131,19 @@ def _night_2() -> tuple[list[str], dict[str, str]]:
         ("tablet", _call("tablet-alone", "2026-10-06T09:00:00Z", TABLET)),
         ("u1", _call("phone-u1-again", "2026-10-06T10:00:00Z", "phone-u1", "u1")),
         ("couple", _call("laptop-again", "2026-10-06T11:00:00Z", LAPTOP)),
+        # Two more members sign up with the club's address: six people, over the cap.
+        # The club falls apart into its members, and the reader's visit with the
+        # address moves to the reader, whom nothing else touched tonight.
+        ("c5", _identify("club-c5", "2026-10-06T12:00:00Z", "club-desk-c5", CLUB, "c5")),
+        ("c6", _identify("club-c6", "2026-10-06T12:30:00Z", "club-desk-c6", CLUB, "c6")),
     ]
     return _split(calls)
+
+
+def _identify(
+    message_id: str, at: str, anonymous_id: str, email: str, user_id: str | None = None
+) -> str:
+    return _call(message_id, at, anonymous_id, user_id, type="identify", traits={"email": email})
 
 
 def _split(calls: list[tuple[str, str]]) -> tuple[list[str], dict[str, str]]:
@@ -105,11 +153,13 @@ def _split(calls: list[tuple[str, str]]) -> tuple[list[str], dict[str, str]]:
 
 
 def _plant_placeholder(settings: Settings) -> None:
-    """Rewrite the lake's device ids as data written before the adapters' filter."""
+    """Rewrite the lake's device and user ids as data written before the adapters'
+    filter."""
     for path in (settings.lake_dir / "events" / "source=web").glob("*/*.parquet"):
         frame = pl.read_parquet(path)
         frame = frame.with_columns(
-            pl.col("anonymous_id").replace(PLANTED, PLACEHOLDER).alias("anonymous_id")
+            pl.col("anonymous_id").replace(PLANTED, PLACEHOLDER),
+            pl.col("user_id").replace(PLANTED_USER, PLACEHOLDER_USER),
         )
         frame.write_parquet(path)
 
@@ -120,6 +170,19 @@ def _customers_by_message(database: Path, settings: Settings) -> dict[str, str]:
         built = con.sql("select event_id, customer_id from fct_journey_events").pl()
     joined = lake.join(built, on="event_id", how="left")
     return dict(zip(joined["native_id"], joined["customer_id"], strict=True))
+
+
+def _customer_of_node(database: Path, node: str) -> str:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return con.execute(
+            "select customer_id from int_identity__customers where node = ?", [node]
+        ).fetchone()[0]
+
+
+def _email_node(settings: Settings, message_id: str) -> str:
+    """The identity node of the address a call carried, as ingestion hashed it."""
+    lake = lake_events(settings, "web").filter(pl.col("native_id") == message_id)
+    return f"email:{lake['email_sha256'].item()}"
 
 
 def _partition(assignment: dict[str, str]) -> set[frozenset[str]]:
@@ -177,12 +240,49 @@ def test_under_the_cap_a_shared_device_merges(nights) -> None:
     assert len(family) == 1
     assert len({after[f"kiosk-x{n}"] for n in range(1, 6)}) == 1
     assert after["laptop-v1"] == after["laptop-v2"]
+    assert len({after[f"club-c{n}"] for n in range(1, 5)}) == 1
+
+
+def test_an_event_goes_with_its_strongest_identifier_that_merges(nights) -> None:
+    """Under the cap, the club's address merges the club, and the reader's visit sent
+    with it and a placeholder user id goes with the club, not with the placeholder."""
+    after = nights["after_night_1"]
+    assert after["reader-club"] == after["club-c1"]
+    assert after["reader-club"] != after["reader-r1"]
+
+
+def test_a_shared_mailbox_or_placeholder_user_id_leaves_the_event_with_its_device(
+    nights,
+) -> None:
+    """An event whose strongest identifier does not merge belongs to the customer of
+    the next one that does: the device's person. Only when none merges does it go to
+    the strongest one's own customer."""
+    settings = nights["settings"]
+    built = _customers_by_message(settings.build_path, settings)
+    # The shared mailbox with w1's desk: w1. With a desk seen nowhere else: that desk.
+    assert built["info-desk-w1"] == built["info-w1"]
+    newcomer = _customer_of_node(settings.build_path, "anon:desk-newcomer")
+    assert built["info-newcomer"] == newcomer
+    assert newcomer != _customer_of_node(settings.build_path, _email_node(settings, "info-w1"))
+    # userId "null" with u2's phone: u2. With a phone seen nowhere else: that phone.
+    assert built["null-user-phone-u2"] == built["phone-u2"] == built["tablet-u2"]
+    assert built["null-user-stranger"] == _customer_of_node(
+        settings.build_path, "anon:stranger-phone"
+    )
+    # userId "null" alone: the placeholder's own customer, not the placeholder device's.
+    placeholder_user = _customer_of_node(settings.build_path, f"user:{PLACEHOLDER_USER}")
+    assert built["null-user-only"] == placeholder_user
+    assert built["placeholder-only"] != placeholder_user
+    # The club's address stopped merging on the second night: the reader's visit moved
+    # from the club to the reader.
+    assert built["reader-club"] == built["reader-r1"] != built["club-c1"]
 
 
 def test_customers_are_the_people_the_files_describe(nights) -> None:
     """After the second night every event is with its person, and nobody else: the
-    family members apart, the colleagues apart, the strangers behind the placeholder
-    apart, the couple together, the tablet's lone browsing on its own."""
+    family members apart, the colleagues and club members apart, the strangers behind
+    the placeholders apart, the couple together, the tablet's lone browsing on its
+    own, and visits sent with a shared address or userId "null" with their device."""
     settings = nights["settings"]
     assert not nights["incremental"].plan.full_refresh
     built = _customers_by_message(settings.build_path, settings)
@@ -190,8 +290,9 @@ def test_customers_are_the_people_the_files_describe(nights) -> None:
     assert None not in built.values()
     expected = _partition(nights["people"])
     assert _partition(built) == expected
-    # u1-u6, x1-x6, w1-w6, z1, z2, the couple, the tablet, the placeholder
-    assert len(expected) == 23
+    # u1-u6, x1-x6, w1-w6, c1-c6, z1, z2, r1, the couple, the tablet, the placeholder
+    # device, the placeholder user id, the newcomer, the stranger
+    assert len(expected) == 33
     with duckdb.connect(str(settings.build_path), read_only=True) as con:
         rows, events = con.execute(
             "select count(*), count(distinct event_id) from fct_journey_events"
@@ -201,7 +302,9 @@ def test_customers_are_the_people_the_files_describe(nights) -> None:
 
 def test_incremental_nights_equal_a_full_refresh(nights) -> None:
     """The second night splits customers the first night merged (the kiosk's customer
-    is left with no event at all); a full refresh of both days never merged them."""
+    is left with no event at all) and moves the reader's visit with the club's address
+    to a customer the night touched in no other way; a full refresh of both days never
+    merged them."""
     incremental = _marts(nights["settings"].build_path)
     full = _marts(nights["refreshed"].build_path)
     for name in MARTS:
@@ -220,21 +323,24 @@ def test_identifiers_kept_from_merging_are_listed_and_stand_alone(nights) -> Non
             "where node in (select node from int_identity__overloaded))"
         ).fetchone()[0]
     rows = {r["node"]: r for r in listed.iter_rows(named=True)}
-    mailbox = [node for node in rows if node.startswith("email:")]
-    assert len(mailbox) == 1
-    assert set(rows) == {f"anon:{TABLET}", f"anon:{KIOSK}", f"anon:{PLACEHOLDER}", *mailbox}
+    settings = nights["settings"]
+    mailbox, club = _email_node(settings, "info-w1"), _email_node(settings, "club-c1")
+    placeholders = f"anon:{PLACEHOLDER}", f"user:{PLACEHOLDER_USER}"
+    assert set(rows) == {f"anon:{TABLET}", f"anon:{KIOSK}", mailbox, club, *placeholders}
     assert not any("@" in node for node in rows)
     for node, since in (
         (f"anon:{TABLET}", NIGHT_2),
         (f"anon:{KIOSK}", NIGHT_2),
-        (mailbox[0], NIGHT_1),
+        (mailbox, NIGHT_1),
     ):
         row = rows[node]
         assert (row["reason"], row["linked_user_ids"], row["linked_people"]) == ("over_cap", 6, 6)
         assert (row["first_landing_date"], row["over_cap_since"]) == (NIGHT_1, since)
-    placeholder = rows[f"anon:{PLACEHOLDER}"]
-    assert (placeholder["reason"], placeholder["linked_user_ids"]) == ("placeholder", 2)
-    assert placeholder["over_cap_since"] is None
+    assert (rows[club]["reason"], rows[club]["first_landing_date"]) == ("over_cap", NIGHT_1)
+    assert rows[club]["over_cap_since"] == NIGHT_2
+    for node, user_ids in zip(placeholders, (2, 0), strict=True):
+        assert (rows[node]["reason"], rows[node]["linked_user_ids"]) == ("placeholder", user_ids)
+        assert rows[node]["over_cap_since"] is None
     # Each listed identifier is the only identifier of its customer.
     assert sharing == len(rows)
 
@@ -242,7 +348,7 @@ def test_identifiers_kept_from_merging_are_listed_and_stand_alone(nights) -> Non
 def test_summary_names_the_identifiers_kept_from_merging(nights) -> None:
     text = summary(nights["settings"].build_path)
     assert (
-        "3 identifiers linked to more than 5 customers were not used to merge: 2 anon, 1 email"
+        "4 identifiers linked to more than 5 customers were not used to merge: 2 anon, 2 email"
         in text.splitlines()
     )
-    assert "1 placeholder identifier was not used to merge: 1 anon" in text.splitlines()
+    assert "2 placeholder identifiers were not used to merge: 1 anon, 1 user" in text.splitlines()
