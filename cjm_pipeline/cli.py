@@ -367,7 +367,9 @@ def _rollback_and_restore(settings: Settings) -> None:
 
 @app.command()
 def snapshots(data_dir: DataDir = None) -> None:
-    """List the published snapshots, oldest first; * marks the served one."""
+    """List the published snapshots, oldest first; * marks the served one, and a note
+    those rolled back from and those that cannot be read."""
+    from cjm_pipeline.publish import database_problem
     from cjm_pipeline.publish import snapshots as listing
 
     settings = get_settings(data_dir=data_dir)
@@ -377,6 +379,8 @@ def snapshots(data_dir: DataDir = None) -> None:
     for snapshot in found:
         mark = "*" if snapshot.is_served else " "
         note = "  (rolled back from)" if snapshot.rolled_back else ""
+        problem = database_problem(snapshot.path)
+        note += f"  (cannot be read: {problem})" if problem else ""
         typer.echo(
             f"{mark} {snapshot.name}  run date {snapshot.run_date}  build {snapshot.build_id}"
             + note

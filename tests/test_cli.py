@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from cjm_pipeline.cli import app
 from tests.conftest import land
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def own_warehouse(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands take the night lock of their warehouse: a private one per test, so no
+    night running in the project's own warehouse can refuse them."""
+    monkeypatch.setenv("CJM_WAREHOUSE_PATH", str(tmp_path / "warehouse" / "cjm.duckdb"))
+    monkeypatch.setenv("CJM_BUILD_PATH", str(tmp_path / "warehouse" / "build" / "cjm.duckdb"))
 
 
 def test_bad_date_is_a_clear_error_not_a_traceback(tmp_path) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -185,14 +187,41 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
 
 def test_one_night_through_airflow(airflow_home) -> None:
     """The first days through `cjm run`, the last one through `airflow dags test`: the
-    served database then holds the last night, built incrementally by the DAG."""
+    served database then holds the last night, built incrementally by the DAG. A
+    rollback tried in the middle of the DAG's night is refused."""
     home, settings = airflow_home
     env = airflow_env(home, settings)
     last = START + timedelta(days=DAYS - 1)
     run([str(BIN / "cjm"), "run", "--start", str(START), "--end", str(last - timedelta(1))], env)
     # A run processes the landing date of its logical date.
     logical = f"{last.isoformat()}T03:00:00+00:00"
-    run([str(BIN / "airflow"), "dags", "test", "cjm_nightly", logical], env, timeout=1800)
+    log = home.parent / "dags_test.log"
+    with log.open("w") as output:
+        night = subprocess.Popen(
+            [str(BIN / "airflow"), "dags", "test", "cjm_nightly", logical],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 1200
+            while read_night(settings) is None and night.poll() is None:
+                assert time.monotonic() < deadline, "the DAG's plan never marked its night"
+                time.sleep(0.5)
+            refused = subprocess.run(
+                [str(BIN / "cjm"), "rollback"], env=env, capture_output=True, text=True
+            )
+            night.wait(timeout=1800)
+        finally:
+            if night.poll() is None:
+                night.kill()
+    assert night.returncode == 0, log.read_text()[-6000:]
+    # Refused by the night lock (a task holds it) or by the night's marker (between tasks).
+    assert refused.returncode == 75, refused.stdout + refused.stderr
+    assert re.search(
+        r"has held the night lock since|a scheduled night is in progress: DAG run cjm_nightly",
+        refused.stderr,
+    ), refused.stderr
 
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         build_id, run_date = con.execute("select build_id, run_date from cjm_publish").fetchone()

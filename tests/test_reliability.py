@@ -238,6 +238,9 @@ def test_a_damaged_served_file_and_state_file_are_named_and_the_night_replaces_t
     assert served_build(night_one) == (2, str(day))
     assert '"build_id": 2' in state.read_text()
     assert "journey map: " in out
+    listing = cjm(night_one, "snapshots").splitlines()
+    assert [line[0] for line in listing] == [" ", "*"]
+    assert "build 1  (cannot be read: " in listing[0] and "cannot be read" not in listing[1]
     # The damaged night is never served again: nothing good is left before this one.
     done = try_cjm(night_one, "rollback")
     assert done.returncode == 1
