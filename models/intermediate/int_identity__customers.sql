@@ -15,8 +15,9 @@
 -- identifier keeps the id, the others are named after their own oldest identifier.
 --
 -- An event belongs to the customer of its strongest identifier (user id, email,
--- handle, device id: int_events.identity_node). A shared device seen with a login
--- goes with the login; seen alone, it goes to the device's own customer.
+-- handle, device id) that merges (with_customer_node). A shared device seen with a
+-- login goes with the login; a shared mailbox seen with a device goes with the
+-- device; a shared device seen alone goes to the device's own customer.
 with recursive edges as (
     select * from {{ ref('int_identity__edges') }}
 ),

@@ -136,8 +136,9 @@ final as (
         email_node,
         handle_node,
         anonymous_node,
-        -- Every identifier of an event lies in the same component, so one of them
-        -- is enough to find the customer.
+        -- The strongest identifier; the event's customer is found through the
+        -- strongest one that merges (with_customer_node), which changes as
+        -- identifiers are listed, so it is not stored here.
         coalesce(user_node, email_node, handle_node, anonymous_node) as identity_node,
         is_activity,
         is_conversion,
