@@ -145,11 +145,15 @@ def ingest(
 
 
 def _ingest_and_report(settings, dates: list[date], sources: list[str], workers: int) -> None:
+    from cjm_pipeline.ingest import LakeWriteError, summary
     from cjm_pipeline.ingest import ingest as run_ingest
-    from cjm_pipeline.ingest import summary
 
     began = time.perf_counter()
-    manifests = run_ingest(settings, dates, sources, progress=typer.echo, workers=workers)
+    try:
+        manifests = run_ingest(settings, dates, sources, progress=typer.echo, workers=workers)
+    except LakeWriteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo("")
     typer.echo(summary(manifests))
     typer.echo(f"lake: {settings.lake_dir}  ({time.perf_counter() - began:.1f} s)")

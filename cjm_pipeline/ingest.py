@@ -61,6 +61,9 @@ CRM_FILE = "customers.parquet"
 class LakeWriteError(OSError):
     """Writing the lake failed (a full disk, say); what was there is left as it was."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 @dataclass
 class FileCount:

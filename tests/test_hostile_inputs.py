@@ -12,10 +12,13 @@ import gzip
 import hashlib
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import textwrap
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -313,6 +316,7 @@ def test_a_20_mb_line_costs_its_length_not_its_square(workspace) -> None:
 CHILD = """
 import json, resource, sys
 from datetime import date
+from pathlib import Path
 from cjm_pipeline.ingest import ingest_one
 from cjm_pipeline.settings import Settings
 m = ingest_one(Settings(data_dir=sys.argv[1], salt="test-salt"), sys.argv[2],
@@ -375,13 +379,37 @@ def test_a_full_disk_leaves_the_lake_as_it_was(workspace, tmp_path) -> None:
     assert list(workspace.lake_dir.rglob("*.tmp")) == []
     manifest = Manifest.load(workspace.manifest_path("web", DAY))
     assert manifest.accepted == 1 and manifest.reconciles()
+    # The command line says the same in one line, without a traceback.
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("cjm")), "ingest", "--date", DAY, "--source", "web"],
+        env={
+            **os.environ,
+            "CJM_DATA_DIR": str(workspace.data_dir),
+            "CJM_SALT": SALT,
+            "CJM_WAREHOUSE_PATH": str(tmp_path / "warehouse" / "cjm.duckdb"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_small_files,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith("error: writing ") and "Traceback" not in done.stderr
+    assert list(workspace.lake_dir.rglob("*.tmp")) == []
     # With room again, the next ingest lands the day.
     assert ingest_one(workspace, "web", D).accepted == 4000
+
+
+def _small_files() -> None:
+    """In the child: writes past 64 KiB fail as on a full disk (EFBIG, not ENOSPC)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
 
 
 KILL_AFTER_FIRST_RENAME = """
 import os, signal, sys
 from datetime import date
+from pathlib import Path
 import cjm_pipeline.ingest as ingesting
 from cjm_pipeline.settings import Settings
 
