@@ -39,6 +39,7 @@ from types import ModuleType
 
 import polars as pl
 
+from cjm_pipeline.files import atomic_write_text, fsync_path
 from cjm_pipeline.settings import ALL_SOURCES, Settings
 from transforms import crm, email, pii, reviews, social, web
 from transforms.common import AdapterResult, BatchContext, whole_file_rejected
@@ -588,7 +589,7 @@ def write_partitions(
             staged[temp] = path
             path.parent.mkdir(parents=True, exist_ok=True)
             frame.write_parquet(temp, compression="zstd", compression_level=1, statistics=True)
-            _fsync(temp)
+            fsync_path(temp)
         journal = {
             "renames": {
                 str(t.relative_to(settings.lake_dir)): str(p.relative_to(settings.lake_dir))
@@ -596,7 +597,7 @@ def write_partitions(
             },
             "manifest": asdict(manifest) if manifest else None,
         }
-        _atomic_write_text(journal_path, json.dumps(journal) + "\n")
+        atomic_write_text(journal_path, json.dumps(journal) + "\n")
     except (OSError, pl.exceptions.ComputeError) as exc:
         # Polars reports a failed write (a full disk) as a ComputeError naming the OS error.
         for temp in staged:
@@ -622,14 +623,14 @@ def _apply_journal(settings: Settings, journal_path: Path) -> None:
             os.replace(source, target)
             folders.add(target.parent)
     for folder in folders:
-        _fsync(folder)
+        fsync_path(folder)
     if journal["manifest"] is not None:
         manifest = Manifest.from_dict(journal["manifest"])
-        _atomic_write_text(
+        atomic_write_text(
             settings.manifest_path(manifest.source, manifest.date), manifest.to_json()
         )
     journal_path.unlink()
-    _fsync(journal_path.parent)
+    fsync_path(journal_path.parent)
 
 
 def recover(settings: Settings, source: str) -> list[str]:
@@ -660,28 +661,6 @@ def recover(settings: Settings, source: str) -> list[str]:
     if leftovers:
         notes.append(f"removed {len(leftovers)} temporary file(s) of an interrupted ingest")
     return notes
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _progress_line(m: Manifest) -> str:
