@@ -210,6 +210,14 @@ class Settings(BaseSettings):
             raise ValueError("a size such as 3GB, 512MiB or 80%")
         return value.strip()
 
+    @field_validator("max_file_bytes", "max_line_bytes")
+    @classmethod
+    def _at_least_a_kibibyte(cls, value: ByteSize) -> ByteSize:
+        # 0 would quarantine every file or record: a limit, not a way to turn one off.
+        if value < 1024:
+            raise ValueError("a size of at least 1KiB, such as 8MiB")
+        return value
+
     @property
     def identity_deny_values(self) -> frozenset[str]:
         """Identifier values that are never identity nodes (lower case)."""

@@ -25,6 +25,8 @@ CJM = Path(sys.executable).with_name("cjm")
         ("CJM_KEEP_SNAPSHOTS", "0", "a whole number at least 1"),
         ("CJM_MAX_QUARANTINE_SHARE", "2", "a number at least 0 and at most 1"),
         ("CJM_MAX_FILE_BYTES", "huge", "a size in bytes"),
+        ("CJM_MAX_FILE_BYTES", "0", "a size of at least 1KiB"),
+        ("CJM_MAX_LINE_BYTES", "1000B", "a size of at least 1KiB"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
