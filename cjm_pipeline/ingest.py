@@ -23,6 +23,7 @@ sees half a partition.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import multiprocessing
 import os
@@ -74,6 +75,7 @@ class FileCount:
     quarantined: int
     note: str = ""
     duplicates: int = 0
+    quarantined_whole: str = ""  # the reason, when the file was quarantined whole
 
     def reconciles(self) -> bool:
         return self.read == self.accepted + self.quarantined + self.duplicates
@@ -91,7 +93,7 @@ class Skipped:
 class Manifest:
     source: str
     date: str
-    status: str  # ok | missing
+    status: str  # ok | missing | refused (the landing folder is behind a link or outside)
     read: int = 0
     accepted: int = 0
     quarantined: int = 0
@@ -123,19 +125,13 @@ class Manifest:
         return cls.from_dict(json.loads(path.read_text()))
 
 
-def landing_files(
-    folder: Path, globs: Iterable[str], root: Path
-) -> tuple[list[Path], list[Skipped]]:
+def landing_files(folder: Path, globs: Iterable[str]) -> tuple[list[Path], list[Skipped]]:
     """The files of a landing folder to read, and every other entry with its reason.
 
     Nothing is followed or opened here: an entry is read only if it is a regular file
-    directly in the folder (not a link), matches one of the source's patterns, is not
-    hidden, and the folder itself lies inside ``root`` (the data directory) without
-    passing through a link.
+    directly in the folder (not a link), matches one of the source's patterns and is
+    not hidden. (The folder itself was checked by ``_outside``.)
     """
-    outside = _outside(folder, root)
-    if outside:
-        return [], [Skipped(folder.name, outside)]
     files: list[Path] = []
     skipped: list[Skipped] = []
     with os.scandir(folder) as entries:
@@ -162,7 +158,7 @@ def _outside(folder: Path, root: Path) -> str:
         if step.is_symlink():
             return (
                 f"{step} is a symbolic link: landing folders are not read through links "
-                "(copy the files into a real folder)"
+                "(copy the files into a real folder, or point CJM_DATA_DIR at the real one)"
             )
     resolved, base = folder.resolve(), root.resolve()
     if not resolved.is_relative_to(base):
@@ -208,6 +204,39 @@ def ingest(
     progress: Callable[[str], None] = print,
     workers: int = 1,
 ) -> list[Manifest]:
+    """Ingest every (date, source) batch, holding each source's lake lock (see
+    ``_ingest``)."""
+    sources = [_checked(source) for source in sources]
+    with _lake_locks(settings, sources, progress):
+        return _ingest(settings, list(dates), sources, progress, workers)
+
+
+@contextlib.contextmanager
+def _lake_locks(
+    settings: Settings, sources: list[str], progress: Callable[[str], None]
+) -> Iterator[None]:
+    """One ingest of a source at a time, whatever warehouse it serves: the lake is the
+    data directory's, and recovery must never touch another ingest's files in flight.
+    The kernel drops the locks if the process dies."""
+    settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        for source in sorted(sources):
+            handle = stack.enter_context((settings.lake_dir / f".ingest-{source}.lock").open("a"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"waiting for another ingest of {source} to finish")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _ingest(
+    settings: Settings,
+    dates: list[date],
+    sources: list[str],
+    progress: Callable[[str], None],
+    workers: int,
+) -> list[Manifest]:
     """Ingest every (date, source) batch.
 
     Parsing, the expensive part, depends on nothing but the batch's own files, so
@@ -216,7 +245,6 @@ def ingest(
     date order per source, as cross-date deduplication expects. A bounded number
     of parsed batches wait in memory at a time.
     """
-    sources = [_checked(source) for source in sources]
     for source in sources:
         for note in recover(settings, source):
             progress(note)
@@ -268,8 +296,9 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def ingest_one(settings: Settings, source: str, day: date) -> Manifest:
     """Ingest one source for one landing date."""
-    recover(settings, _checked(source))
-    return commit_batch(settings, parse_batch(settings, source, day))
+    with _lake_locks(settings, [_checked(source)], print):
+        recover(settings, source)
+        return commit_batch(settings, parse_batch(settings, source, day))
 
 
 def _checked(source: str) -> str:
@@ -312,10 +341,16 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
     batch = Batch(Manifest(source=source, date=iso, status="ok"))
     manifest = batch.manifest
     folder = settings.landing_dir / source / iso
-    if not folder.is_dir() or folder.is_symlink():
-        if folder.is_symlink() or folder.exists():
-            why = "is a symbolic link" if folder.is_symlink() else "is not a folder"
-            manifest.skipped.append(Skipped(folder.name, f"{folder} {why}: not read"))
+    refused = _outside(folder, settings.data_dir)
+    if refused or (folder.exists() and not folder.is_dir()):
+        # Said loudly: the gate stops the night on a refused folder rather than
+        # publishing a night that silently lacks a source.
+        refused = refused or f"{folder} is not a folder"
+        manifest.status = "refused"
+        manifest.skipped.append(Skipped(folder.name, refused))
+        manifest.messages.append(f"the landing folder was refused: {refused}")
+        return batch
+    if not folder.is_dir():
         manifest.status = "missing"
         manifest.messages.append(
             f"no landing folder {folder}: nothing to ingest for {source} on {iso} "
@@ -324,7 +359,7 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
         return batch
 
     ctx = batch_context(settings, source, day)
-    files, manifest.skipped = landing_files(folder, adapter.FILE_GLOBS, settings.data_dir)
+    files, manifest.skipped = landing_files(folder, adapter.FILE_GLOBS)
     if not files:
         manifest.messages.append(
             f"landing folder {folder} holds no {source} files "
@@ -341,8 +376,9 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
                 ctx.relative(path),
                 result.read,
                 result.accepted,
-                result.quarantine.height,
+                result.quarantined,
                 "; ".join(result.notes),
+                quarantined_whole=result.quarantined_whole,
             )
         )
 
@@ -363,10 +399,9 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
         else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     )
     manifest.read = sum(r.read for r in results)
-    manifest.quarantined = batch.quarantine.height
-    manifest.quarantined_by_reason = dict(
-        sorted(Counter(batch.quarantine["reason"].to_list()).items())
-    )
+    manifest.quarantined = sum(r.quarantined for r in results)
+    by_reason = batch.quarantine.group_by("reason").agg(pl.col("records").sum())
+    manifest.quarantined_by_reason = dict(sorted(by_reason.iter_rows()))
     return batch
 
 
@@ -391,7 +426,8 @@ def commit_batch(settings: Settings, batch: Batch, seen: SeenIds | None = None) 
     manifest = batch.manifest
     source, iso = manifest.source, manifest.date
     frames: dict[Path, pl.DataFrame] = {}
-    later: list[tuple[date, pl.DataFrame]] = []
+    manifests = [manifest]
+    later: dict[date, pl.DataFrame] = {}
     if batch.accepted is not None and batch.quarantine is not None:
         day = date.fromisoformat(iso)
         if source == "crm":
@@ -403,14 +439,18 @@ def commit_batch(settings: Settings, batch: Batch, seen: SeenIds | None = None) 
             frames[settings.events_partition(source, iso) / EVENTS_FILE] = events
             keyed = _keyed(events["event_id"])
             seen.put(day, keyed)
-            later = _later_dates_holding(seen, day, keyed)
+            for other, shared in _later_dates_holding(seen, day, keyed):
+                path, later[other], other_manifest = _without(seen, other, shared)
+                frames[path] = later[other]
+                manifests += [other_manifest] if other_manifest else []
         frames[settings.quarantine_partition(source, iso) / QUARANTINE_FILE] = batch.quarantine
     manifest.seconds = round(time.time() - batch.started, 3)
     if not manifest.reconciles():
         raise RuntimeError(f"counts do not reconcile for {source} {iso}: {manifest}")
-    write_partitions(settings, source, iso, frames, manifest)
-    for other, shared in later:
-        _remove_from_later_date(seen, other, shared)
+    # The date and the later ones it takes re-delivered events from change as one step.
+    write_partitions(settings, source, iso, frames, manifests)
+    for other, kept in later.items():
+        seen.put(other, _keyed(kept["event_id"]))
     return manifest
 
 
@@ -421,12 +461,7 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
     rel = ctx.relative(path)
     try:
         if path.stat().st_size == 0:
-            empty = AdapterResult(
-                pl.DataFrame(schema=CRM_SCHEMA if ctx.source == "crm" else CANONICAL_SCHEMA),
-                pl.DataFrame(schema=QUARANTINE_SCHEMA),
-                0,
-            )
-            return empty, f"{rel} is empty: nothing to read"
+            return AdapterResult.empty(ctx.source), f"{rel} is empty: nothing to read"
         return adapter.parse_file(path, ctx), ""
     except (UnreadableFileError, OSError) as exc:
         reason = getattr(exc, "reason", "unreadable_file")
@@ -436,7 +471,8 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
         reason = "parse_error"
         message = (
             f"the {ctx.source} adapter failed on this file ({type(exc).__name__}: "
-            f"{str(exc)[:300]}); it was quarantined whole and the rest landed: report it "
+            f"{pii.masked_excerpt(str(exc), 300)}); it was quarantined whole and the rest "
+            "landed: report it "
             "with the file's quarantine detail"
         )
     message = pii.mask_string(message)
@@ -526,12 +562,14 @@ def _later_dates_holding(
     return found
 
 
-def _remove_from_later_date(seen: SeenIds, other: date, shared: pl.Series) -> None:
+def _without(
+    seen: SeenIds, other: date, shared: pl.Series
+) -> tuple[Path, pl.DataFrame, Manifest | None]:
     """A re-delivered event belongs to the earliest landing date that holds it.
 
     When an earlier date is ingested after a later one (a backfill), the later
-    partition loses the events the earlier one now holds, and its manifest says so;
-    the two change as one step.
+    partition loses the events the earlier one now holds, and its manifest says so:
+    returns the later partition's path, what it keeps, and its updated manifest.
     """
     settings = seen.settings
     path = settings.events_partition(seen.source, other.isoformat()) / EVENTS_FILE
@@ -547,8 +585,7 @@ def _remove_from_later_date(seen: SeenIds, other: date, shared: pl.Series) -> No
         later.duplicates += removed
         later.duplicates_other_dates += removed
         _count_duplicates(later, events.filter(is_shared))
-    write_partitions(settings, seen.source, other.isoformat(), {path: kept}, later)
-    seen.put(other, _keyed(kept["event_id"]))
+    return path, kept, later
 
 
 # Writing the lake: partitions and their manifest as one step ------------------------
@@ -570,15 +607,16 @@ def write_partitions(
     source: str,
     iso: str,
     frames: dict[Path, pl.DataFrame],
-    manifest: Manifest | None,
+    manifests: list[Manifest],
 ) -> None:
-    """Replace partition files and the manifest that describes them, as one step.
+    """Replace partition files and the manifests that describe them, as one step.
 
     The files are written and flushed under temporary names first; then a journal
-    (next to the manifest) names each rename to do and holds the new manifest; then
-    the renames are done and the journal becomes the manifest. A failure before the
-    journal exists (a full disk) removes the temporary files and leaves the lake as
-    it was; a kill after it leaves a journal that ``recover`` completes.
+    (next to the manifest of ``source`` on ``iso``) names each rename to do and holds
+    the new manifests; then the renames are done and the journal's manifests become
+    current. A failure before the journal exists (a full disk) removes the temporary
+    files and leaves the lake as it was; after it, the next ingest of the source
+    completes the journal (``recover``).
     """
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     journal_path = _journal_path(settings, source, iso)
@@ -595,7 +633,7 @@ def write_partitions(
                 str(t.relative_to(settings.lake_dir)): str(p.relative_to(settings.lake_dir))
                 for t, p in staged.items()
             },
-            "manifest": asdict(manifest) if manifest else None,
+            "manifests": [asdict(manifest) for manifest in manifests],
         }
         atomic_write_text(journal_path, json.dumps(journal) + "\n")
     except (OSError, pl.exceptions.ComputeError) as exc:
@@ -610,7 +648,14 @@ def write_partitions(
             f"this ingest of {source} {iso}: free space or fix the cause, then ingest the "
             "date again",
         ) from exc
-    _apply_journal(settings, journal_path)
+    try:
+        _apply_journal(settings, journal_path)
+    except OSError as exc:
+        raise LakeWriteError(
+            exc.errno,
+            f"completing the ingest journal {journal_path} failed ({exc.strerror or exc}); "
+            f"the next ingest of {source} completes it once the cause is fixed",
+        ) from exc
 
 
 def _apply_journal(settings: Settings, journal_path: Path) -> None:
@@ -624,8 +669,8 @@ def _apply_journal(settings: Settings, journal_path: Path) -> None:
             folders.add(target.parent)
     for folder in folders:
         fsync_path(folder)
-    if journal["manifest"] is not None:
-        manifest = Manifest.from_dict(journal["manifest"])
+    for data in journal["manifests"]:
+        manifest = Manifest.from_dict(data)
         atomic_write_text(
             settings.manifest_path(manifest.source, manifest.date), manifest.to_json()
         )
@@ -666,6 +711,8 @@ def recover(settings: Settings, source: str) -> list[str]:
 def _progress_line(m: Manifest) -> str:
     if m.status == "missing":
         return f"{m.date} {m.source:<8} no landing folder"
+    if m.status == "refused":
+        return f"{m.date} {m.source:<8} landing folder refused"
     return (
         f"{m.date} {m.source:<8} read {m.read:>9,}  accepted {m.accepted:>9,}  "
         f"quarantined {m.quarantined:>7,}  duplicates {m.duplicates:>7,}  ({m.seconds:.1f} s)"

@@ -357,7 +357,8 @@ def _validate_source(
         ingest_first = f"ingest the date first: `cjm ingest --date {iso} --source {source}`"
         if events is not None:
             frames.append(events)
-        elif manifest is not None and manifest.get("status") == "missing":
+        elif manifest is not None and manifest.get("status") in ("missing", "refused"):
+            # No partition to read: ingest_stats says why (a refused folder is critical).
             missing_days += 1
         else:
             description = f"the lake partition {folder} exists"
@@ -398,7 +399,9 @@ def _validate_source(
                 suite, source, batches["events"], {"dataframe": batch}, parameters
             )
     elif missing_days == len(days):
-        reason = f"no landing folder for {source} on {_date_label(days)}: no events to validate"
+        reason = (
+            f"no landing folder read for {source} on {_date_label(days)}: no events to validate"
+        )
         results += _skip_all(suite, source, reason)
     if stats:
         import pandas as pd
@@ -512,6 +515,11 @@ def ingest_stats(manifest: dict[str, Any], lake_rows: int, max_share: float) -> 
             "lake_rows": [lake_rows],
             "quarantine_share": [quarantined / read if read else 0.0],
             "quarantine_p_value": [quarantine_p_value(quarantined, read, max_share)],
+            # Files quarantined whole: one that could not be read counts as one record,
+            # so the share cannot see it; it is reported on its own.
+            "files_quarantined_whole": [
+                sum(1 for f in manifest.get("files", []) if f.get("quarantined_whole"))
+            ],
         }
     )
 

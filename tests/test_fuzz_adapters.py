@@ -133,13 +133,53 @@ def _csv(rows: list[list[str]]) -> str:
     return out.getvalue()
 
 
-encodings = st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1", "gzip"])
+# utf-16-le is written without a byte order mark: the reader must recognise it.
+encodings = st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "latin-1", "gzip"])
+# Whole-file reasons for which the file could not be read far enough to count records.
+UNCOUNTED = {"unreadable_file", "file_too_large"}
 
 
 def _encode(text: str, encoding: str) -> tuple[bytes, str]:
     if encoding == "gzip":
         return gzip.compress(text.encode("utf-8", "surrogatepass")), ".gz"
     return text.encode(encoding, errors="replace"), ""
+
+
+def _decoding(encoding: str) -> tuple[str, str]:
+    # Read as UTF-8, a Latin-1 byte is replaced: its line is still one record.
+    return ("utf-8", "replace") if encoding in ("gzip", "latin-1") else (encoding, "replace")
+
+
+def _blank(line: str) -> bool:
+    # What counts as blank: Unicode white space, as the reader's engine sees it.
+    return not line.strip() and not any(c in line for c in "\x1c\x1d\x1e\x1f")
+
+
+def _records(text: str, name: str, arrays: bool) -> int:
+    """How many records a landing file holds, counted independently of the readers:
+    a JSON line is one record (a posted array as many as it holds), a CSV file one per
+    non-blank row after the header (or one for the whole file when the header lacks a
+    required column: the file is refused)."""
+    text = text.removeprefix("\ufeff")
+    if ".csv" not in name:
+        lines = [line.rstrip("\r") for line in text.split("\n")]
+        return sum(_array_size(line) if arrays else 1 for line in lines if not _blank(line))
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        return 0
+    adapter = {"reviews": reviews, "mentions": social, "customers": crm}[name.split(".")[0]]
+    header = [h.strip() for h in rows[0]]
+    if any(required not in header for required in adapter.REQUIRED):
+        return 1
+    return sum(1 for row in rows[1:] if row and not (len(row) == 1 and not row[0].strip()))
+
+
+def _array_size(line: str) -> int:
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return 1
+    return len(value) if isinstance(value, list) and value else 1
 
 
 def _check(source: str, name: str, text: str, encoding: str) -> None:
@@ -154,6 +194,15 @@ def _check(source: str, name: str, text: str, encoding: str) -> None:
         for count in manifest.files:
             assert count.reconciles(), count
         assert "parse_error" not in manifest.quarantined_by_reason, manifest.messages
+        [count] = manifest.files
+        misread = encoding == "utf-16-le" and "UTF-16" not in count.note
+        if count.quarantined_whole in UNCOUNTED:
+            assert count.read == 1
+        elif not misread:
+            # Counted here without the code under test: every record read is accounted for.
+            raw = gzip.decompress(data) if encoding == "gzip" else data
+            seen = raw.decode(*_decoding(encoding))
+            assert count.read == _records(seen, name, source == "email"), (count, seen[:300])
         written = [manifest.to_json()]
         for path in settings_.lake_dir.rglob("*"):
             if path.suffix == ".parquet":

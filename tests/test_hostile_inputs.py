@@ -25,6 +25,7 @@ import pytest
 
 from cjm_pipeline.ingest import Manifest, ingest, ingest_one
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
+from cjm_pipeline.validate import validate_events
 from tests.conftest import lake_events, lake_quarantine, land
 from transforms.schema import CANONICAL_SCHEMA, COLUMN_POLICY, CRM_POLICY, CRM_SCHEMA
 
@@ -271,11 +272,14 @@ def test_a_landing_folder_behind_a_link_is_refused(workspace, tmp_path) -> None:
     (workspace.landing_dir / "web" / DAY).symlink_to(outside)
     (workspace.landing_dir / "social").symlink_to(outside.parent)
     manifests = {m.source: m for m in ingest(workspace, [D], ["web", "social"], print)}
-    assert manifests["web"].read == 0 and manifests["web"].status == "missing"
-    assert "symbolic link" in manifests["web"].skipped[0].reason
-    assert manifests["social"].read == 0
-    assert "symbolic link" in manifests["social"].skipped[0].reason
-    assert not (workspace.lake_dir / "events").exists() or lake_events(workspace).height == 0
+    for source in ("web", "social"):
+        assert (manifests[source].read, manifests[source].status) == (0, "refused")
+        assert "symbolic link" in manifests[source].skipped[0].reason
+    assert not (workspace.lake_dir / "events").exists()
+    # The gate stops the night: a source silently missing would publish a wrong night.
+    report = validate_events(workspace, [D], ["web"], docs=False, save=False)
+    [refused] = report.critical_failures
+    assert (refused.suite, refused.column) == ("ingest_stats", "status")
 
 
 def test_a_gzip_bomb_is_refused_before_it_costs_memory(workspace) -> None:
@@ -294,9 +298,97 @@ def test_a_file_of_empty_records_is_quarantined_whole_in_bounded_memory(workspac
     land(workspace, "web", DAY, "empty.jsonl", b"{}\n" * 3_000_000)
     land(workspace, "web", DAY, "part.jsonl", web())
     peak, manifest = _ingest_in_child(workspace, "web")
-    assert manifest["quarantined_by_reason"] == {"too_many_rejects": 1}
-    assert (manifest["read"], manifest["accepted"]) == (2, 1)
+    # Every record of the broken file counts as quarantined; one row stands for them.
+    assert manifest["quarantined_by_reason"] == {"too_many_rejects": 3_000_000}
+    assert (manifest["read"], manifest["accepted"]) == (3_000_001, 1)
+    rows = lake_quarantine(workspace, "web")
+    assert rows.select("reason", "records").rows() == [("too_many_rejects", 3_000_000)]
     assert peak < 1.5 * 2**30, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+def test_a_file_quarantined_whole_still_counts_in_the_days_share(workspace) -> None:
+    """A changed export (500 records with a new timestamp format) among 50 good ones:
+    quarantined whole, it weighs 500 records in the quarantine share, so the gate stops
+    the night as it would record by record."""
+    good = [web(messageId=f"g-{i}") for i in range(50)]
+    bad = [web(messageId=f"b-{i}", timestamp="05/10/2026 08:00") for i in range(500)]
+    land(workspace, "web", DAY, "part.jsonl", "\n".join(good + bad))
+    settings = workspace.model_copy(update={"max_file_rejects": 10})
+    m = ingest_one(settings, "web", D)
+    assert (m.read, m.accepted, m.quarantined) == (550, 0, 550)
+    assert m.files[0].quarantined_whole == "too_many_rejects"
+    report = validate_events(settings, [D], ["web"], docs=False, save=False)
+    failed = {(r.suite, r.column) for r in report.critical_failures}
+    assert ("ingest_stats", "quarantine_p_value") in failed
+    assert {(r.suite, r.column) for r in report.warnings} >= {
+        ("ingest_stats", "files_quarantined_whole")
+    }
+
+
+def test_a_crm_row_without_email_gets_none_made_up(workspace) -> None:
+    land(
+        workspace,
+        "crm",
+        DAY,
+        "customers.csv",
+        f"user_id,email\nu-3,\n{ADDRESS},\n",
+    )
+    m = ingest_one(workspace, "crm", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (2, 1, {"missing_identity": 1})
+    edges = pl.read_parquet(workspace.crm_partition(DAY) / "customers.parquet")
+    assert edges["email_sha256"].to_list() == [sha(ADDRESS)]
+
+
+def test_utf16_without_a_bom_is_read_even_when_little_of_it_is_ascii(workspace) -> None:
+    lines = [
+        json.dumps(
+            {
+                "mention_id": f"m-{i}",
+                "platform": "x",
+                "author_handle": "someone",
+                "created_at": "2026-10-05T09:00:00Z",
+                "kind": "mention",
+                "text": "日本語のテキストです" * 30 + f" {ADDRESS}",
+            },
+            ensure_ascii=False,
+        )
+        for i in range(3)
+    ]
+    data = "\n".join(lines).encode("utf-16-le")
+    assert data.count(0) < len(data) // 4  # too few NUL bytes for a simple count
+    land(workspace, "social", DAY, "mentions.jsonl", data)
+    m = ingest_one(workspace, "social", D)
+    assert (m.read, m.accepted) == (3, 3)
+    assert m.files[0].note == "read as UTF-16-LE, converted to UTF-8"
+    assert CANARY not in everything_written(workspace)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        f"{CANARY}@@probe.example",
+        f"{CANARY}@ probe.example",
+        f"{CANARY}@intranet",
+        f"{CANARY}\\u0040probe.example",
+        "x" * 100 + f"{CANARY}@probe.example",
+    ],
+)
+def test_malformed_or_long_addresses_are_masked_before_anything_is_cut(workspace, written):
+    long_handle = "@" + HANDLE + "_" + "h" * 40
+    lines = [
+        web(
+            messageId="m-1",
+            event="Products Searched",
+            properties={"query": f"{written} {long_handle}"},
+        ),
+        web(messageId="m-2", properties={"revenue": written}),
+        web(messageId="m-3", timestamp=written),
+    ]
+    land(workspace, "web", DAY, "part.jsonl", "\n".join(lines))
+    m = ingest_one(workspace, "web", D)
+    assert (m.accepted, m.quarantined) == (1, 2)
+    written_out = everything_written(workspace)
+    assert CANARY not in written_out and HANDLE not in written_out
 
 
 def test_a_20_mb_line_costs_its_length_not_its_square(workspace) -> None:
@@ -452,3 +544,30 @@ def test_a_backfill_killed_between_a_partition_and_its_manifest_is_completed(wor
         assert manifest.reconciles()
     assert list(workspace.lake_dir.rglob(".*.tmp")) == []
     assert list(workspace.lake_dir.rglob("*.journal")) == []
+
+
+HOLD_LAKE_LOCK = """
+import fcntl, sys, time
+from pathlib import Path
+handle = (Path(sys.argv[1]) / ".ingest-web.lock").open("a")
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_two_ingests_of_a_source_never_write_at_once(workspace, capsys) -> None:
+    """Whatever warehouse each serves, a second ingest of a source waits for the first
+    (its recovery would otherwise delete the first one's files in flight)."""
+    land(workspace, "web", DAY, "part.jsonl", web())
+    workspace.lake_dir.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LAKE_LOCK, str(workspace.lake_dir), "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    m = ingest_one(workspace, "web", D)
+    assert holder.poll() is not None, "the ingest went on while the lock was held"
+    assert m.accepted == 1
+    assert "waiting for another ingest of web to finish" in capsys.readouterr().out

@@ -209,6 +209,8 @@ def _values(canaries: Canaries, where: str, handle_field: bool = False) -> list[
         f"see {canaries.address(where)} or @{canaries.handle(where)} now",
         f"https://shop.example/x?email={canaries.address(where).replace('@', '%40')}&q=1",
         f"https://shop.example/y?handle={canaries.handle(where)}",
+        # Long enough to reach every place a value is cut short for a message.
+        "x" * 120 + canaries.address(where),
     ]
     if handle_field:
         values.append(canaries.handle(where))
@@ -299,6 +301,14 @@ def plant(landing: Path, canaries: Canaries) -> None:
     put("email", "canary.json", codecs.BOM_UTF8 + email.encode())
     social = _rows(SOCIAL_BASE, "mention_id", "social", canaries)
     put("social", "canary.csv", _csv(SOCIAL_COLUMNS, social).encode())
+    # UTF-16 without a byte order mark.
+    put(
+        "social",
+        "canary-u16le.jsonl",
+        "\n".join(json.dumps({**r, "mention_id": "l" + r["mention_id"]}) for r in social).encode(
+            "utf-16-le"
+        ),
+    )
     put(
         "social",
         "canary.jsonl",
@@ -333,7 +343,12 @@ def scan_file(path: Path) -> list[str]:
         return leaks(text)
     if path.suffix == ".duckdb":
         return scan_database(path)
-    return leaks(path.read_bytes().decode("utf-8", errors="replace"))
+    data = path.read_bytes()
+    # As text, with NUL bytes dropped (text interleaved with them), and as UTF-16.
+    forms = [data, data.replace(b"\x00", b"")]
+    texts = [form.decode("utf-8", errors="replace") for form in forms]
+    texts += [data.decode(codec, errors="replace") for codec in ("utf-16-le", "utf-16-be")]
+    return [hit for text in texts for hit in leaks(text)]
 
 
 def scan_database(path: Path) -> list[str]:

@@ -541,5 +541,7 @@ def test_a_long_hostile_value_costs_the_gate_its_length(events_settings: Setting
     report = validate_events(events_settings, DAY, ["web"], docs=False)
     seconds = time.perf_counter() - began
 
-    assert report.success, report.summary()
+    # It reads as an address (a@b-b-...), so the check finds it; what matters is the time.
+    failed = [(r.suite, r.column) for r in report.critical_failures]
+    assert failed == [("events_web", "holds_personal_data")], report.summary()
     assert seconds < 60, f"the events gate took {seconds:.0f} s on one 800,000-character value"

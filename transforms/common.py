@@ -100,18 +100,29 @@ class Rule:
 
 @dataclass
 class AdapterResult:
-    """One file's output: rows to write, quarantined records, and records read and
-    accepted (for the crm, ``events`` holds identity edges, several per record)."""
+    """One file's output: rows to write, quarantine rows, and the records read,
+    accepted and quarantined (for the crm, ``events`` holds identity edges, several per
+    record; a file quarantined whole is one quarantine row for all its records)."""
 
     events: pl.DataFrame
     quarantine: pl.DataFrame
     read: int
-    accepted: int = -1
+    accepted: int
+    quarantined: int
     notes: list[str] = field(default_factory=list)
+    quarantined_whole: str = ""  # the reason, when the file was quarantined whole
 
-    def __post_init__(self) -> None:
-        if self.accepted < 0:
-            self.accepted = self.events.height
+    @classmethod
+    def empty(cls, source: str, notes: list[str] | None = None) -> AdapterResult:
+        schema = CRM_SCHEMA if source == "crm" else CANONICAL_SCHEMA
+        return cls(
+            pl.DataFrame(schema=schema),
+            pl.DataFrame(schema=QUARANTINE_SCHEMA),
+            0,
+            0,
+            0,
+            notes or [],
+        )
 
 
 def parse_timestamp(expr: pl.Expr) -> pl.Expr:
@@ -233,11 +244,17 @@ def vocabulary_rule(event_type: pl.Expr, native_name: pl.Expr, field: str) -> Ru
     )
 
 
+def excerpt(expr: pl.Expr) -> pl.Expr:
+    """A value as a message may show it: masked first, then cut, so a cut can never
+    leave part of an address."""
+    return pii.mask_text(expr).str.slice(0, 80)
+
+
 def _quoted(expr: pl.Expr) -> pl.Expr:
     return (
         pl.when(expr.is_null())
         .then(pl.lit("(missing)"))
-        .otherwise(pl.concat_str(pl.lit("'"), expr.str.slice(0, 80), pl.lit("'")))
+        .otherwise(pl.concat_str(pl.lit("'"), excerpt(expr), pl.lit("'")))
     )
 
 
@@ -262,7 +279,10 @@ def run_adapter(
     quarantines: list[pl.DataFrame] = []
     read = accepted = rejected = 0
     notes: list[str] = []
+    records_in_file = None
     for parsed in chunks:
+        records_in_file = records_in_file or parsed.records_in_file
+        parsed.records_in_file = records_in_file
         notes += parsed.notes
         prepared, rules = prepare(parsed, ctx)
         good, quarantine = split(parsed, prepared, rules, ctx, path)
@@ -272,22 +292,29 @@ def run_adapter(
         if rejected > ctx.max_file_rejects and 2 * rejected > read:
             reasons = pl.concat([*quarantines, quarantine])["reason"].value_counts(sort=True)
             common = ", ".join(f"{r} {n:,}" for r, n in reasons.head(3).iter_rows())
+            # Every record of the file counts as quarantined, so the day's quarantine
+            # share sees the whole broken export; the rest is counted, not kept.
+            total = parsed.records_in_file or read + sum(more.read for more in chunks)
             return whole_file_rejected(
                 ctx,
                 path,
                 "too_many_rejects",
-                f"{rejected:,} of the first {read:,} records were rejected ({common}), more "
-                f"than CJM_MAX_FILE_REJECTS ({ctx.max_file_rejects:,}): the file was "
-                "quarantined whole; fix the export, then ingest the date again",
+                f"{rejected:,} of the first {read:,} of its {total:,} records were rejected "
+                f"({common}), more than CJM_MAX_FILE_REJECTS ({ctx.max_file_rejects:,}): the "
+                "file was quarantined whole; fix the export, then ingest the date again",
                 notes,
+                records=total,
             )
         outputs.append(output(good, ctx, rel))
         quarantines.append(quarantine)
+    if not outputs:
+        return AdapterResult.empty(ctx.source, notes)
     return AdapterResult(
         pl.concat(outputs) if len(outputs) != 1 else outputs[0],
         pl.concat(quarantines) if len(quarantines) != 1 else quarantines[0],
         read,
         accepted,
+        rejected,
         notes,
     )
 
@@ -336,8 +363,10 @@ def whole_file_rejected(
     reason: str,
     message: str,
     notes: list[str] | None = None,
+    records: int = 1,
 ) -> AdapterResult:
-    """A file refused as a whole: one quarantine row, and nothing accepted from it."""
+    """A file refused as a whole: one quarantine row standing for its ``records`` (1
+    when the file could not be read far enough to count them), nothing accepted."""
     rejected = pl.DataFrame(
         {"source_line": [None], "native_id": [None], "reason": [reason], "problem": [message]},
         schema={
@@ -347,9 +376,14 @@ def whole_file_rejected(
             "problem": pl.String,
         },
     ).with_columns(raw=pl.lit(None, dtype=pl.String))
-    quarantine = quarantine_frame(ctx, ctx.relative(path), rejected)
-    empty = pl.DataFrame(schema=CRM_SCHEMA if ctx.source == "crm" else CANONICAL_SCHEMA)
-    return AdapterResult(empty, quarantine, 1, 0, list(notes or []))
+    quarantine = quarantine_frame(ctx, ctx.relative(path), rejected).with_columns(
+        records=pl.lit(records, dtype=pl.Int64)
+    )
+    result = AdapterResult.empty(ctx.source, list(notes or []))
+    result.quarantine = quarantine
+    result.read = result.quarantined = records
+    result.quarantined_whole = reason
+    return result
 
 
 def quarantine_frame(ctx: BatchContext, rel: str, rejected: pl.DataFrame) -> pl.DataFrame:
@@ -377,6 +411,7 @@ def quarantine_frame(ctx: BatchContext, rel: str, rejected: pl.DataFrame) -> pl.
         detail.alias("detail"),
         pl.col("raw").alias("raw_redacted"),
         pl.lit(ctx.ingested_at).alias("ingested_at"),
+        pl.lit(1, dtype=pl.Int64).alias("records"),
     )
     return make_safe(quarantine, ctx, QUARANTINE_POLICY, skip=("native_id",)).cast(
         dict(QUARANTINE_SCHEMA)

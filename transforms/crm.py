@@ -34,7 +34,14 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         user_id=user_id,
         native_id=user_id,
         # A user id that is an address is also the customer's email when the row has none.
-        _email=ctx.identity(pii.normalise_email(pl.coalesce("email", "user_id"))),
+        _email=ctx.identity(
+            pii.normalise_email(
+                pl.coalesce(
+                    "email",
+                    pl.when(pl.col("user_id").str.contains(pii.WHOLE_EMAIL)).then("user_id"),
+                )
+            )
+        ),
     )
     rules = [
         Rule(

@@ -26,28 +26,26 @@ import polars as pl
 _REPLACEMENT = "\ufffd"
 _FULL_WIDTH_AT = "\uff20"
 # An at sign as it may be written: plain, URL-encoded, full-width, JSON-escaped (a raw
-# record keeps its escapes) or as an HTML entity.
-_AT = rf"(?:@|%40|{_FULL_WIDTH_AT}|\\u0040|&#64;|&#x40;)"
-# An address: a run of the characters an address's local part may hold (RFC 5322 atext,
-# any letter, and the replacement character a mis-decoded byte becomes), an at sign
-# (plain, URL-encoded or full-width), and a dotted domain. Broad on purpose: masking a
-# little too much of free text is better than leaving a little of an address.
-EMAIL_PATTERN = (
-    rf"[\w.!#$%&'*+\-/=?^`{{|}}~{_REPLACEMENT}]+{_AT}"
-    r"[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"
-)
+# record keeps its escapes, escaped once more when the value itself held one) or as an
+# HTML entity.
+_AT = rf"(?:@|%40|{_FULL_WIDTH_AT}|\\{{1,2}}u0040|&#64;|&#x40;)"
+# The characters an address's local part may hold (RFC 5322 atext, any letter, and the
+# replacement character a mis-decoded byte becomes), and a domain with or without a dot.
+_LOCAL = rf"[\w.!#$%&'*+\-/=?^`{{|}}~{_REPLACEMENT}]+"
+_DOMAIN = r"[\w\-]+(?:\.[\w\-]+)*"
+# An address as people write it, malformed ones included (a@@b.example, a@ b.example,
+# a@intranet): what masking and the gate look for. Broad on purpose: masking a little
+# too much of free text is better than leaving a little of an address.
+EMAIL_PATTERN = rf"{_LOCAL}{_AT}{{1,2}}\s?{_DOMAIN}"
 # In a URL an address sits between the separators of its parts, so its local part
 # stops at them (a query value, a path segment).
-_EMAIL_IN_URL = (
-    rf"[\w.!$%'*+\-^`{{|}}~{_REPLACEMENT}]+{_AT}"
-    r"[\w\-]+(?:\.[\w\-]+)*\.\w{2,}"
-)
-# An @handle: an at sign that does not follow a word character (so not an address).
-HANDLE_PATTERN = rf"(^|[^\w.@]){_AT}[\w.]{{1,30}}"
-# A value that is a whole address (an identifier field holding one), and the cheap
-# test that finds candidates for either pattern.
-WHOLE_EMAIL = rf"^\s*{EMAIL_PATTERN}\s*$"
-AT_SIGNS = _AT
+_EMAIL_IN_URL = rf"[\w.!$%'*+\-^`{{|}}~{_REPLACEMENT}]+{_AT}{{1,2}}{_DOMAIN}"
+# An @handle: an at sign that does not follow a word character (so not an address), and
+# all the word characters after it.
+HANDLE_PATTERN = rf"(^|[^\w.@]){_AT}[\w.]+"
+# A value that is one whole, well-formed address (an identifier field holding one, which
+# then becomes the record's email identity).
+WHOLE_EMAIL = rf"^\s*{_LOCAL}{_AT}{_DOMAIN}\.\w{{2,}}\s*$"
 EMAIL_MASK = "[email]"
 HANDLE_MASK = "@[handle]"
 REDACTED = "[redacted]"
@@ -131,7 +129,7 @@ def event_ids(source: str, native_ids: pl.Series) -> pl.Series:
 
 def has_at_sign(expr: pl.Expr) -> pl.Expr:
     """True where a value could hold an address or a handle (a cheap literal search)."""
-    return expr.str.contains(AT_SIGNS)
+    return expr.str.contains(_AT)
 
 
 def _may_be_personal(expr: pl.Expr) -> pl.Expr:
@@ -178,16 +176,29 @@ def mask_json(expr: pl.Expr) -> pl.Expr:
 
 
 def mask_raw(expr: pl.Expr) -> pl.Expr:
-    """A rejected record made safe for the quarantine: personal JSON members redacted,
-    addresses and handles masked, and cut to ``MAX_RAW_CHARS``."""
+    """A rejected record made safe for the quarantine: NUL bytes dropped (text read in
+    the wrong encoding interleaves them with every character), personal JSON members
+    redacted, addresses and handles masked, then cut to ``MAX_RAW_CHARS``: masking
+    comes first, so a cut can never leave part of an address unmasked."""
+    return cut(mask_json(expr.str.replace_all("\x00", "", literal=True)), MAX_RAW_CHARS)
+
+
+def cut(expr: pl.Expr, limit: int) -> pl.Expr:
+    """At most ``limit`` characters, saying how many more there were."""
     length = expr.str.len_chars()
-    cut = pl.when(length > MAX_RAW_CHARS).then(
+    shortened = pl.when(length > limit).then(
         pl.concat_str(
-            expr.str.slice(0, MAX_RAW_CHARS),
-            pl.format(" ... [{} more characters not kept]", length - MAX_RAW_CHARS),
+            expr.str.slice(0, limit),
+            pl.format(" ... [{} more characters not kept]", length - limit),
         )
     )
-    return mask_json(pl.coalesce(cut, expr))
+    return pl.coalesce(shortened, expr)
+
+
+def masked_excerpt(value: str, limit: int) -> str:
+    """A plain string masked, then cut to ``limit`` characters (for messages)."""
+    series = pl.Series("v", [value], dtype=pl.String)
+    return series.to_frame().select(cut(mask_text(pl.col("v")), limit))["v"][0]
 
 
 def mask_strings(values: Iterable[str]) -> list[str]:
@@ -200,22 +211,16 @@ def mask_string(value: str) -> str:
     return mask_strings([value])[0]
 
 
-def tokenise(values: pl.Series, salt: str, deny: frozenset[str] = frozenset()) -> pl.Series:
-    """An identifier column made safe: placeholder values (``deny``, compared lower case
-    and trimmed) become null, and a value that may hold an address or handle becomes
+def tokenise(values: pl.Series, salt: str) -> pl.Series:
+    """An identifier column made safe: a value that may hold an address or handle becomes
     ``sha256:<salted digest>`` (still the same identifier wherever it appears)."""
-    frame = values.to_frame("v").lazy()
-    trimmed = pl.col("v").str.strip_chars()
-    denied = trimmed.str.to_lowercase().is_in(list(deny)) if deny else pl.lit(False)
     # An id has no business holding an at sign or a personal URL parameter: any that
     # does is hashed, whether or not it parses as an address.
-    risky = _may_be_personal(pl.col("v"))
-    marked = frame.select(
-        pl.when(denied).then(None).otherwise(pl.col("v")).alias("v"),
-        (risky & ~denied).fill_null(False).alias("risky"),
-    ).collect()
+    marked = values.to_frame("v").select(
+        "v", _may_be_personal(pl.col("v")).fill_null(False).alias("risky")
+    )
     if not marked["risky"].any():
-        return marked["v"].alias(values.name)
+        return values
     risky_values = marked.filter("risky")["v"]
     hashed = sha256_hex(risky_values.str.strip_chars(), salt)
     tokens = dict(zip(risky_values.to_list(), (TOKEN_PREFIX + h for h in hashed), strict=True))

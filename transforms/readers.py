@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from transforms import pii
+
 CHUNK_LINES = 1024  # lines per Polars decode call
 CHUNK_RECORDS = 100_000  # records per chunk handed to an adapter
 _READ_BLOCK = 1 << 20
@@ -94,6 +96,8 @@ class ParsedFile:
     records: pl.DataFrame
     rejects: list[Reject] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Records of the whole file, when the reader knows them from its first chunk.
+    records_in_file: int | None = None
 
     @property
     def read(self) -> int:
@@ -159,14 +163,14 @@ def _gunzip(handle: io.BufferedReader, compressed: int, limits: Limits) -> bytes
 
 
 def _utf16_without_bom(sample: bytes) -> str | None:
-    """'utf-16-le' or '-be' when the sample looks like UTF-16 text without a BOM: most
-    of its NUL bytes sit on one side of each byte pair."""
-    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
-        return None
+    """'utf-16-le' or '-be' when the sample looks like UTF-16 text without a BOM: its NUL
+    bytes (the high bytes of ASCII characters: the newlines, braces and commas of any
+    export, however little of its text is ASCII) sit on one side of the byte pairs.
+    UTF-8 text holds no NUL byte."""
     even, odd = sample[0::2].count(0), sample[1::2].count(0)
-    if odd > 4 * even:
+    if odd >= 2 and even * 10 <= odd:
         return "utf-16-le"
-    if even > 4 * odd:
+    if even >= 2 and odd * 10 <= even:
         return "utf-16-be"
     return None
 
@@ -272,7 +276,7 @@ def _classify_json_line(
         return pl.Series([json.dumps(value)]).str.json_decode(dtype), "", ""
     except pl.exceptions.PolarsError as exc:
         first = str(exc).splitlines()[0].replace("error deserializing JSON: ", "")
-        return None, "wrong_type", f"a field has the wrong type ({first[:200]})"
+        return None, "wrong_type", f"a field has the wrong type ({pii.masked_excerpt(first, 200)})"
 
 
 def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
@@ -305,7 +309,7 @@ def _too_long(lines: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, list[Rejec
             line,
             "record_too_large",
             f"the record is {len(raw.encode()):,} bytes, over CJM_MAX_LINE_BYTES ({limit:,})",
-            raw[:1000],
+            raw,
         )
         for line, raw in over.select("_line", "_raw").iter_rows()
     ]
@@ -349,6 +353,8 @@ def read_jsonl(
         if start == 0:
             parsed.rejects = sorted(parsed.rejects + rejects, key=lambda r: r.line)
             parsed.notes = notes
+            # A line is a record, unless a line may hold an array of them.
+            parsed.records_in_file = None if split_arrays else lines.height + len(rejects)
         yield parsed
 
 
@@ -531,7 +537,7 @@ class _CsvChunk:
                     "record_too_large",
                     f"the record is {size:,} characters, over CJM_MAX_LINE_BYTES "
                     f"({limits.max_line_bytes:,})",
-                    raw[:1000],
+                    raw,
                 )
             )
             return

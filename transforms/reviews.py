@@ -14,6 +14,7 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
+    excerpt,
     json_object,
     missing_id_rule,
     number,
@@ -78,7 +79,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         Rule(
             "wrong_type",
             rating_text.is_not_null() & rating_number.is_null(),
-            pl.format("rating '{}' is not a number", rating_text.str.slice(0, 80)),
+            pl.format("rating '{}' is not a number", excerpt(rating_text)),
         ),
         Rule(
             "rating_out_of_range",
@@ -88,7 +89,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             | (rating_number != rating_number.round()),
             pl.format(
                 "rating {} is not a whole number from 1 to 5",
-                pl.coalesce(rating_text.str.slice(0, 80), pl.lit("(missing)")),
+                pl.coalesce(excerpt(rating_text), pl.lit("(missing)")),
             ),
         ),
         *timestamp_rules(pl.col("created_at"), pl.col("occurred_at"), ctx),

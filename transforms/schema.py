@@ -53,6 +53,9 @@ QUARANTINE_SCHEMA = pl.Schema(
         "detail": pl.String,  # says what was wrong, where, and what to do
         "raw_redacted": pl.String,  # the record with emails and handles hashed
         "ingested_at": UTC_TS,
+        # Records the row stands for: 1, or all of a file quarantined whole when its
+        # records could be counted (1 when the file could not be read at all).
+        "records": pl.Int64,
     }
 )
 
@@ -121,6 +124,7 @@ QUARANTINE_POLICY: dict[str, str] = {
     "detail": TEXT,
     "raw_redacted": RAW,
     "ingested_at": VALUE,
+    "records": VALUE,
 }
 CRM_POLICY: dict[str, str] = {
     "user_id": IDENTITY,

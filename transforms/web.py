@@ -16,6 +16,7 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
+    excerpt,
     fill_missing,
     json_object,
     missing_id_rule,
@@ -185,7 +186,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             pl.col("_revenue_text").is_not_null() & pl.col("revenue").is_null(),
             pl.format(
                 "properties.revenue {} is not a finite number",
-                pl.col("_revenue_text").str.slice(0, 80),
+                excerpt(pl.col("_revenue_text")),
             ),
         ),
         *timestamp_rules(pl.col("_ts_text"), pl.col("occurred_at"), ctx),
