@@ -4,6 +4,7 @@ What lives where (all under the directory of ``settings.warehouse_path``)::
 
     snapshots/<snapshot>/cjm.duckdb               one folder per publish, oldest first
     snapshots/<snapshot>/parquet/<mart>.parquet   its marts as Parquet
+    snapshots/<snapshot>/pending                  marker: written by a publish, not served yet
     snapshots/<snapshot>/rolled-back              marker: ``rollback`` moved away from it
     served -> snapshots/<snapshot>                which snapshot is served: the one switch
     cjm.duckdb -> served/cjm.duckdb               the served database (a fixed link)
@@ -15,17 +16,23 @@ A publish copies the checkpointed build database into a temporary folder, stamps
 copy with a ``cjm_publish`` table (build id, run date, time, snapshot name, fingerprint,
 and ``mart_rows``: a map from every mart to its row count) and a ``cjm_lake_inventory``
 table (the lake partitions the build read), exports the marts as Parquet next to it,
-renames the folder into ``snapshots/``, and only then switches ``served`` with one
-atomic ``os.replace``. The served database and ``parquet/current`` both go through
-``served``, so that one rename switches both: a reader never finds the database of one
-night beside the Parquet files of another.
+marks it ``pending``, renames the folder into ``snapshots/``, and only then switches
+``served`` with one atomic ``os.replace``, after which the mark is removed. The served
+database and ``parquet/current`` both go through ``served``, so that one rename
+switches both: a reader never finds the database of one night beside the Parquet files
+of another.
 
 Every kill point leaves a state the next publish, rollback or prune repairs (each starts
-by repairing, under the night lock): temporary folders are deleted; a snapshot newer
-than the served one and not rolled back from was never served (a publish killed before
-its switch): it is never listed, never served by a rollback, and deleted; a missing
-fixed link is made again. A snapshot is deleted by renaming it to a temporary name
-first, so none is ever seen half deleted.
+by repairing, under the night lock): temporary folders are deleted; a ``pending``
+snapshot that is not served was never served (a publish killed before its switch): it
+is never listed, never served by a rollback, and deleted; the marks a kill left on the
+served snapshot (``pending`` after its switch, ``rolled-back`` before a rollback's) are
+removed; a missing fixed link is made again. Only a snapshot marked ``pending`` is ever
+deleted as never served, so neither a clock running behind (names are times) nor a
+``served`` link that is lost can make a served night look like one never served; when
+nothing is served, nothing is deleted, and ``rollback`` serves the newest good snapshot.
+A snapshot is deleted by renaming it to a temporary name first, so none is ever seen
+half deleted.
 
 Readers open the served path read-only and keep the file they opened: a reader that was
 open during a publish goes on reading the previous night until it reconnects (DuckDB
@@ -52,11 +59,12 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
+from cjm_pipeline.files import fsync_path
 from cjm_pipeline.lock import night_lock
 from cjm_pipeline.settings import MARTS, Settings
 
@@ -71,9 +79,11 @@ SERVED = "served"
 CURRENT = "current"
 TMP_PREFIX = ".tmp-"
 ROLLED_BACK = "rolled-back"
+PENDING = "pending"
 # The publish time leads the name so that names sort in publishing order, which is what
 # "newest" (pruning) and "previous" (rollback) mean, even after a backfill of an older
-# run date; microseconds keep two publishes in one second apart.
+# run date; microseconds keep two publishes in one second apart, and a publish is never
+# named before a snapshot already there (see ``publish_time``).
 SNAPSHOT_NAME = re.compile(
     r"^cjm-(?P<published>\d{8}T\d{6}\.\d{6}Z)-(?P<run_date>\d{4}-\d{2}-\d{2})"
     r"-b(?P<build_id>\d+)$"
@@ -100,6 +110,7 @@ class Snapshot:
     published_at: datetime
     is_served: bool = False
     rolled_back: bool = False
+    pending: bool = False  # its publish had not switched to it (yet, or ever)
 
     @property
     def path(self) -> Path:
@@ -152,6 +163,7 @@ def parse_snapshot(folder: Path, complete: bool = True) -> Snapshot | None:
         int(match["build_id"]),
         published,
         rolled_back=(folder / ROLLED_BACK).exists(),
+        pending=(folder / PENDING).exists(),
     )
 
 
@@ -176,15 +188,6 @@ def duckdb_config(settings: Settings) -> dict[str, str]:
     }
 
 
-def fsync_path(path: Path) -> None:
-    """Flush a file or a directory (its entries: renames, links) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def temp_path(directory: Path, name: str) -> Path:
     return directory / f"{TMP_PREFIX}{os.getpid()}-{name}"
 
@@ -203,14 +206,16 @@ def served_link(settings: Settings) -> Path:
 
 def served_name(settings: Settings) -> str | None:
     """The name of the snapshot ``served`` points at (whether or not it is whole), or
-    None when nothing was ever served."""
+    None when nothing is served (never yet, or the link was lost or points elsewhere)."""
     link = served_link(settings)
     if not link.is_symlink():
         return None
     target = Path(os.readlink(link))
-    if target.parent != Path(settings.snapshots_dir.name) or not SNAPSHOT_NAME.match(target.name):
-        return None
-    return target.name
+    if target.is_absolute():  # made by hand: any path to this warehouse's snapshots will do
+        inside = target.parent.resolve() == settings.snapshots_dir.resolve()
+    else:
+        inside = target.parent == Path(settings.snapshots_dir.name)
+    return target.name if inside and SNAPSHOT_NAME.match(target.name) else None
 
 
 def _all_snapshots(settings: Settings) -> list[Snapshot]:
@@ -221,19 +226,16 @@ def _all_snapshots(settings: Settings) -> list[Snapshot]:
     return [replace(s, is_served=s.name == served) for s in found if s is not None]
 
 
-def _split_orphans(
-    listing: list[Snapshot], served: str | None
-) -> tuple[list[Snapshot], list[Snapshot]]:
-    """(kept, orphans): an orphan is newer than the served snapshot (or nothing was ever
-    served) and not rolled back from, so it was never served."""
-    orphans = [s for s in listing if s.name > (served or "") and not s.rolled_back]
-    return [s for s in listing if s not in orphans], orphans
+def never_served(snapshot: Snapshot) -> bool:
+    """Whether a publish wrote the snapshot and stopped before serving it. The ``pending``
+    mark is removed once it is served, and by ``repair`` if a kill came in between."""
+    return snapshot.pending and not snapshot.is_served
 
 
 def snapshots(settings: Settings) -> list[Snapshot]:
     """Published snapshots, oldest first, with the served one marked. Snapshots that
     were never served (a publish killed before its switch) are not listed."""
-    return _split_orphans(_all_snapshots(settings), served_name(settings))[0]
+    return [s for s in _all_snapshots(settings) if not never_served(s)]
 
 
 def snapshot_build_ids(settings: Settings) -> list[int]:
@@ -306,10 +308,31 @@ def repair(settings: Settings, progress: Callable[[str], None] = print) -> None:
     stale = remove_temps(settings)
     if stale:
         progress(f"  removed {len(stale)} temporary file(s) of an earlier failed publish")
-    for orphan in _split_orphans(_all_snapshots(settings), served_name(settings))[1]:
+    served = served_name(settings)
+    if served is None:
+        return  # nothing to tell a snapshot never served from one served: delete nothing
+    _clear_marks_of_served(settings.snapshots_dir / served, progress)
+    for orphan in filter(never_served, _all_snapshots(settings)):
         delete_snapshot(orphan, settings)
         progress(f"  deleted {orphan.name}: a publish stopped before serving it")
     ensure_links(settings)
+
+
+def _clear_marks_of_served(folder: Path, progress: Callable[[str], None]) -> None:
+    """The served snapshot holds a mark only when a kill came between it and a switch:
+    ``pending`` after a publish switched to it, ``rolled-back`` before a rollback
+    switched away from it (that rollback did not happen: the night stays served)."""
+    if (folder / PENDING).exists():
+        (folder / PENDING).unlink()
+        fsync_path(folder)
+    if (folder / ROLLED_BACK).exists():
+        (folder / ROLLED_BACK).unlink()
+        fsync_path(folder)
+        progress(
+            f"  {folder.name} is served although marked rolled back from: a rollback stopped "
+            "before switching away from it; the mark is removed (run `cjm rollback` again to "
+            "leave it)"
+        )
 
 
 def migrate_legacy(settings: Settings, progress: Callable[[str], None] = print) -> None:
@@ -410,12 +433,16 @@ def damaged(
     )
 
 
-def database_problem(path: Path) -> str | None:
-    """Why a published database cannot be served, or None when it reads: it opens
-    read-only, has its stamp, and every mart holds the rows stamped. (A damaged data
-    block deeper in the file shows only at the query that reads it.)"""
+def database_problem(path: Path, published: bool = True) -> str | None:
+    """Why a database cannot be used, or None when it reads: it opens read-only and lists
+    its tables, and a ``published`` one also has its stamp and every mart holds the rows
+    stamped. (A damaged data block deeper in the file shows only at the query that
+    reads it.)"""
     try:
         with duckdb.connect(str(path), read_only=True) as con:
+            con.execute("select count(*) from duckdb_tables()").fetchall()
+            if not published:
+                return None
             (stamped,) = con.execute(f"select mart_rows from {PUBLISH_TABLE}").fetchone()
             for mart, rows in stamped.items():
                 found = con.execute(f"select count(*) from {sql_name(mart)}").fetchone()[0]
@@ -614,6 +641,8 @@ def prepare_snapshot(
 
     mark = time.perf_counter()
     written = export_parquet(database, staging / PARQUET, list(counts), config)
+    (staging / PENDING).write_text(f"{stamp.name}\n")
+    fsync_path(staging / PENDING)
     fsync_path(staging)
     steps["parquet"] = time.perf_counter() - mark
     progress(
@@ -625,6 +654,10 @@ def prepare_snapshot(
 
 def prune_unlocked(settings: Settings, progress: Callable[[str], None] = print) -> list[str]:
     listing = snapshots(settings)
+    if not any(snap.is_served for snap in listing):
+        # The served night is unknown (its link was lost): it may be any of them.
+        progress("  pruned nothing: no snapshot is served (`cjm rollback` serves the newest)")
+        return []
     keep = {snap.name for snap in listing[-check_keep(settings) :]}
     keep |= {snap.name for snap in listing if snap.is_served}
     gone = [snap for snap in listing if snap.name not in keep]
@@ -668,15 +701,15 @@ def publish(
         )
     began = time.perf_counter()
     steps: dict[str, float] = {}
-    published_at = datetime.now(UTC)
-    name = snapshot_name(published_at, run_date, build_id)
-    stamp = Stamp(name, run_date, build_id, published_at, fingerprint)
-    snapshot = settings.snapshots_dir / name
     progress(f"publish build {build_id} as of {run_date} from {settings.build_path}")
     with night_lock(settings, "publish", progress=progress):
         settings.snapshots_dir.mkdir(parents=True, exist_ok=True)
         repair(settings, progress)
         check_served_wal(settings)
+        published_at = publish_time(settings)
+        name = snapshot_name(published_at, run_date, build_id)
+        stamp = Stamp(name, run_date, build_id, published_at, fingerprint)
+        snapshot = settings.snapshots_dir / name
         staging = temp_path(settings.snapshots_dir, name)
         try:
             try:
@@ -696,6 +729,8 @@ def publish(
             switch(settings, name)
             steps["swap"] = time.perf_counter() - mark
             progress(f"  serving {settings.warehouse_path} -> {snapshot / DB_FILE}")
+            (snapshot / PENDING).unlink()
+            fsync_path(snapshot)
 
             mark = time.perf_counter()
             pruned = prune_unlocked(settings, progress)
@@ -714,6 +749,14 @@ def publish(
         steps,
         pruned,
     )
+
+
+def publish_time(settings: Settings) -> datetime:
+    """Now, or just after the newest snapshot's time if a clock ran behind the one that
+    named it, so that names keep sorting in publishing order."""
+    now = datetime.now(UTC)
+    newest = max((s.published_at for s in _all_snapshots(settings)), default=None)
+    return now if newest is None or now > newest else newest + timedelta(microseconds=1)
 
 
 def ensure_parquet(snapshot: Snapshot, settings: Settings) -> Path:
@@ -735,38 +778,42 @@ def rollback(settings: Settings, progress: Callable[[str], None] = print) -> Sna
     The snapshot rolled back from is marked, so a later rollback (even after new
     publishes) never serves it again; repeated rollbacks walk further back. A snapshot
     that cannot be read is skipped (and named). The served one may itself be damaged:
-    that is what a rollback is for. Raises PublishError when nothing good and older is
-    kept or nothing is served.
+    that is what a rollback is for. When nothing is served although snapshots are kept
+    (the ``served`` link was lost, or an earlier layout's served file was damaged), the
+    newest good one is served. Raises PublishError when nothing good and older is kept
+    or nothing was ever published.
     """
     with night_lock(settings, "cjm rollback", progress=progress):
         repair(settings, progress)
         served = served_name(settings)
-        if served is None:
+        listing = snapshots(settings)
+        if served is None and not listing:
             raise PublishError(
                 f"nothing is served from {settings.snapshots_dir} yet: publish a build first"
             )
         # The served snapshot, even when its database is gone.
-        current = parse_snapshot(settings.snapshots_dir / served, complete=False)
-        target, skipped = _rollback_target(snapshots(settings), current)
+        current = (
+            None
+            if served is None
+            else parse_snapshot(settings.snapshots_dir / served, complete=False)
+        )
+        target, skipped = _rollback_target(listing, current)
         for snap, problem in skipped:
             progress(f"  skipped {snap.name}: it cannot be read ({problem})")
         if target is None:
-            damaged_note = f"; {len(skipped)} older one(s) cannot be read" if skipped else ""
-            raise PublishError(
-                f"nothing to roll back to: {current.name} is the oldest snapshot left in "
-                f"{settings.snapshots_dir} that was not rolled back from{damaged_note} "
-                f"(CJM_KEEP_SNAPSHOTS={settings.keep_snapshots})"
-            )
+            raise _nothing_to_roll_back_to(settings, current, len(skipped))
         check_served_wal(settings)
         ensure_parquet(target, settings)
-        # Marked before the switch: if this dies in between, running rollback again still
-        # moves away from the snapshot it was asked to leave. The damaged ones passed over
-        # are marked too, or they would look like snapshots never served.
+        # Marked before the switch: the damaged ones passed over would otherwise look like
+        # any other kept night. If this dies before the switch, the next repair finds the
+        # served snapshot marked and removes that mark: no rollback happened.
         marked = [s.folder for s, _ in skipped]
-        marked += [current.folder] if current.folder.is_dir() else []
+        marked += [current.folder] if current is not None and current.folder.is_dir() else []
         for folder in marked:
             (folder / ROLLED_BACK).write_text(datetime.now(UTC).isoformat() + "\n")
             fsync_path(folder)
+        if marked:
+            progress(f"  marked {len(marked)} snapshot(s) rolled back from")
         try:
             switch(settings, target.name)
         except BaseException:
@@ -774,19 +821,39 @@ def rollback(settings: Settings, progress: Callable[[str], None] = print) -> Sna
                 (folder / ROLLED_BACK).unlink(missing_ok=True)
             raise
         remove_temps(settings)
-    progress(
-        f"rolled back from build {current.build_id} ({current.run_date}) to build "
-        f"{target.build_id} ({target.run_date}): serving {settings.warehouse_path} -> "
-        f"{target.path}"
-    )
+    if current is None:
+        progress(
+            f"nothing was served: serving the newest good snapshot, build {target.build_id} "
+            f"({target.run_date}): {settings.warehouse_path} -> {target.path}"
+        )
+    else:
+        progress(
+            f"rolled back from build {current.build_id} ({current.run_date}) to build "
+            f"{target.build_id} ({target.run_date}): serving {settings.warehouse_path} -> "
+            f"{target.path}"
+        )
     return replace(target, is_served=True)
 
 
+def _nothing_to_roll_back_to(
+    settings: Settings, current: Snapshot | None, damaged_count: int
+) -> PublishError:
+    older = "" if current is None else "older "
+    damaged_note = f"; {damaged_count} {older}one(s) cannot be read" if damaged_count else ""
+    where = "no snapshot kept" if current is None else f"{current.name} is the oldest snapshot left"
+    return PublishError(
+        f"nothing to roll back to: {where} in {settings.snapshots_dir} that was not rolled "
+        f"back from{damaged_note} (CJM_KEEP_SNAPSHOTS={settings.keep_snapshots})"
+    )
+
+
 def _rollback_target(
-    listing: list[Snapshot], current: Snapshot
+    listing: list[Snapshot], current: Snapshot | None
 ) -> tuple[Snapshot | None, list[tuple[Snapshot, str]]]:
+    """The newest good snapshot before ``current`` (or of all, when nothing is served)
+    and not rolled back from, and the damaged ones passed over on the way."""
     skipped = []
-    older = [s for s in listing if s.name < current.name and not s.rolled_back]
+    older = [s for s in listing if (current is None or s.name < current.name) and not s.rolled_back]
     for candidate in reversed(older):
         problem = database_problem(candidate.path)
         if problem is None:

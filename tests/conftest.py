@@ -3,6 +3,7 @@ and an empty workspace per test for hand-written landing files."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -99,6 +100,26 @@ def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Setting
     )
     build(settings, RUN_DATE, progress=quiet)
     return settings
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    """The environment of a `cjm` process (or any child) working on ``settings``'s
+    data, warehouse and build database."""
+    return {
+        **os.environ,
+        "CJM_DATA_DIR": str(settings.data_dir),
+        "CJM_SALT": settings.salt,
+        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        "CJM_BUILD_PATH": str(settings.build_path),
+        "CJM_LOCK_WAIT_SECONDS": str(settings.lock_wait_seconds),
+        "CJM_KEEP_SNAPSHOTS": str(settings.keep_snapshots),
+    }
+
+
+def damage(path: Path) -> None:
+    """Overwrite a database's headers, as a failing disk or a stray write would."""
+    with path.open("r+b") as handle:
+        handle.write(b"\0" * 12288)
 
 
 def query(settings: Settings, sql: str) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -35,7 +35,7 @@ from cjm_pipeline.publish import (
     snapshots,
 )
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
-from tests.conftest import MARTS, RUN_DATE, quiet
+from tests.conftest import MARTS, RUN_DATE, env_of, quiet
 
 
 @pytest.fixture
@@ -363,9 +363,12 @@ def test_a_publish_killed_at_any_step_leaves_a_state_the_next_one_repairs(
     switched = step in SWITCHED
     assert served_night(own) == (4 if switched else 3)
     assert on_disk(own) == LEFT[step]
-    # A snapshot that was never served is never listed.
+    # A snapshot that was never served is never listed; it is the one marked pending
+    # (as is one killed right after its switch, until the next repair).
     listed = [s.build_id for s in snapshots(own)]
     assert listed == (LEFT[step] if switched else [b for b in LEFT[step] if b != 4])
+    pending = [s.build_id for s in publishing._all_snapshots(own) if s.pending]
+    assert pending == ([4] if step in {"snapshot", "serving"} else [])
 
     # The next rollback repairs first, and never serves the snapshot never served.
     other = own.model_copy(update={"warehouse_path": tmp_path / "copy" / "cjm.duckdb"})
@@ -379,6 +382,7 @@ def test_a_publish_killed_at_any_step_leaves_a_state_the_next_one_repairs(
     publish(own, RUN_DATE, 5, progress=quiet)
     assert served_night(own) == 5
     assert temp_files(own) == []
+    assert not any(s.pending for s in publishing._all_snapshots(own))
     assert on_disk(own) == [4 if switched else 3, 5]
     assert rollback(own, progress=quiet).build_id == (4 if switched else 3)
 
@@ -518,7 +522,7 @@ def test_a_warehouse_of_the_earlier_layout_moves_to_snapshot_folders(own: Settin
     assert sorted(p.name for p in own.parquet_dir.iterdir()) == ["current"]
 
 
-def damage(database: Path) -> None:
+def cut_in_half(database: Path) -> None:
     """Cut a published database in half, as a failing disk or a careless copy would."""
     with database.open("r+b") as handle:
         handle.truncate(database.stat().st_size // 2)
@@ -532,8 +536,8 @@ def test_rollback_moves_away_from_a_damaged_served_file_and_skips_damaged_snapsh
         change_build(own, drop_every=3 + build_id)
         publish(own, RUN_DATE, build_id, progress=quiet)
     counts = mart_counts(snapshots(own)[0].path)
-    damage(snapshots(own)[-1].path)  # the served one
-    damage(snapshots(own)[-2].path)
+    cut_in_half(snapshots(own)[-1].path)  # the served one
+    cut_in_half(snapshots(own)[-2].path)
 
     with pytest.raises(DamagedDatabase, match="run `cjm rollback` to serve the newest good"):
         served_info(own.warehouse_path)
@@ -582,3 +586,97 @@ def test_snapshot_names_sort_by_publish_time_not_run_date(own: Settings) -> None
     assert [s.build_id for s in snapshots(own)] == [1, 2]
     assert snapshots(own)[-1].is_served
     assert rollback(own, progress=quiet).run_date == RUN_DATE
+
+
+def test_a_warehouse_of_the_earlier_layout_whose_served_copy_is_damaged_keeps_its_nights(
+    own: Settings,
+) -> None:
+    """Served as a copy that was then damaged, the earlier layout names no served night:
+    no snapshot may be taken for one never served, and rollback serves the newest good
+    one (what `cjm summary` tells a reader of the damaged file to run)."""
+    for build_id in (1, 2):
+        change_build(own, drop_every=3 + build_id)
+        publish(own, RUN_DATE, build_id, progress=quiet)
+    counts = {s.build_id: mart_counts(s.path) for s in snapshots(own)}
+    to_legacy_layout(own)
+    [newest] = own.snapshots_dir.glob("*-b000002.duckdb")
+    own.warehouse_path.unlink()
+    shutil.copyfile(newest, own.warehouse_path)
+    cut_in_half(own.warehouse_path)
+
+    lines: list[str] = []
+    assert prune(own.model_copy(update={"keep_snapshots": 1}), progress=lines.append) == []
+    assert "  pruned nothing: no snapshot is served (`cjm rollback` serves the newest)" in lines
+    assert [(s.build_id, s.is_served) for s in snapshots(own)] == [(1, False), (2, False)]
+
+    lines = []
+    assert rollback(own, progress=lines.append).build_id == 2
+    assert lines[-1].startswith("nothing was served: serving the newest good snapshot, build 2")
+    assert served_night(own) == 2
+    assert mart_counts(own.warehouse_path) == counts[2]
+    assert rollback(own, progress=quiet).build_id == 1
+    publish(own, RUN_DATE, 3, progress=quiet)
+    assert served_night(own) == 3
+    assert on_disk(own) == [1, 2, 3]
+
+
+def test_a_publish_whose_clock_runs_behind_keeps_the_previous_night(own: Settings) -> None:
+    """The served night was named by a clock an hour ahead of this one (another host, or
+    this one before its clock was set back): it is still the night before."""
+    publish(own, RUN_DATE, 1, progress=quiet)
+    [first] = snapshots(own)
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    renamed = publishing.snapshot_name(ahead, first.run_date, first.build_id)
+    os.replace(first.folder, own.snapshots_dir / renamed)
+    publishing.switch(own, renamed)
+
+    change_build(own, drop_every=5)
+    publish(own, RUN_DATE, 2, progress=quiet)
+
+    assert [(s.build_id, s.is_served) for s in snapshots(own)] == [(1, False), (2, True)]
+    assert snapshots(own)[-1].published_at > ahead  # named after the night it follows
+    assert rollback(own, progress=quiet).build_id == 1
+    assert served_night(own) == 1
+    assert on_disk(own) == [1, 2]
+
+
+ROLLBACK_KILLER = """
+import os, signal
+from cjm_pipeline.publish import rollback
+from cjm_pipeline.settings import Settings
+
+def progress(line):
+    if line.strip().startswith("marked"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+rollback(Settings(), progress=progress)
+"""
+
+
+def test_a_rollback_killed_before_its_switch_leaves_the_served_night_unmarked(
+    own: Settings,
+) -> None:
+    """Killed between marking the served night and switching away from it: the next
+    publish finds the night served though marked, and removes the mark, so a later
+    rollback still returns to that night instead of skipping it forever."""
+    for build_id in (1, 2):
+        change_build(own, drop_every=3 + build_id)
+        publish(own, RUN_DATE, build_id, progress=quiet)
+    killed = subprocess.run(
+        [sys.executable, "-c", ROLLBACK_KILLER], env=env_of(own), cwd=PROJECT_ROOT, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert served_night(own) == 2
+    assert [s.build_id for s in publishing._all_snapshots(own) if s.rolled_back] == [2]
+
+    lines: list[str] = []
+    publish(own, RUN_DATE, 3, progress=lines.append)
+
+    assert any("is served although marked rolled back from" in line for line in lines)
+    assert [(s.build_id, s.rolled_back) for s in snapshots(own)] == [
+        (1, False),
+        (2, False),
+        (3, False),
+    ]
+    assert rollback(own, progress=quiet).build_id == 2
+    assert served_night(own) == 2
