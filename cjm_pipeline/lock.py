@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cjm_pipeline.files import atomic_write_text
 from cjm_pipeline.settings import Settings
 
 LOCK_FILE = ".cjm.lock"
@@ -103,12 +104,6 @@ def holder_of(settings: Settings) -> Holder | None:
         return Holder.from_json(lock_path(settings).read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def held_here(settings: Settings) -> bool:
-    """Whether this process holds the night lock."""
-    with _GUARD:
-        return _key(lock_path(settings)) in _HELD
 
 
 def _describe_other(settings: Settings) -> str:
@@ -232,9 +227,11 @@ class Night:
 
     def describe(self) -> str:
         planned = self.planned_at[:19].replace("T", " ")
+        # Tasks of one night may run on several workers: say where it was planned.
+        where = "" if self.host == socket.gethostname() else f" on {self.host}"
         return (
             f"DAG run {self.dag_id} {self.run_id} (landing date {self.landing_date}) planned "
-            f"build {self.build_id} at {planned} UTC and has not published yet"
+            f"build {self.build_id} at {planned} UTC{where} and has not published yet"
         )
 
 
@@ -258,11 +255,7 @@ def read_night(settings: Settings) -> Night | None:
 
 def begin_night(settings: Settings, night: Night) -> None:
     """Record the scheduled night (the caller holds the night lock)."""
-    path = night_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(night), indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(night_path(settings), json.dumps(asdict(night), indent=1) + "\n")
 
 
 def end_night(settings: Settings) -> None:

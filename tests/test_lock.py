@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from cjm_pipeline.lock import LockError, Night, acquire, begin_night, read_night, release
 from cjm_pipeline.nightly import gate_marts, plan
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
+from tests.conftest import env_of
 
 BIN = Path(sys.executable).parent
 LOCKED = 75
@@ -42,17 +44,6 @@ def ws(tmp_path: Path) -> Settings:
         build_path=tmp_path / "warehouse" / "build" / "cjm.duckdb",
         lock_wait_seconds=1,
     )
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CJM_DATA_DIR": str(settings.data_dir),
-        "CJM_SALT": settings.salt,
-        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
-        "CJM_BUILD_PATH": str(settings.build_path),
-        "CJM_LOCK_WAIT_SECONDS": str(settings.lock_wait_seconds),
-    }
 
 
 def cjm(settings: Settings, *args: str) -> subprocess.CompletedProcess:
@@ -226,3 +217,16 @@ def test_a_night_overridden_with_force_can_no_longer_write(
     with pytest.raises(LockError, match="its night is no longer the one in progress"):
         gate_marts({}, run_id="scheduled__2026-10-05T03:00:00+00:00")
     assert try_lock(ws) == 0  # the refusal gave the lock back
+
+
+def test_a_night_planned_on_another_worker_names_it(ws: Settings) -> None:
+    begin_night(ws, replace(night("scheduled__2026-10-05T03:00:00+00:00"), host="worker-7"))
+
+    assert (
+        read_night(ws)
+        .describe()
+        .endswith(
+            "planned build 7 at 2026-10-06 03:00:12 UTC on worker-7 and has not published yet"
+        )
+    )
+    assert sorted(p.name for p in ws.warehouse_dir.iterdir()) == [".cjm.night.json"]
