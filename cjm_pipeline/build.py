@@ -8,8 +8,12 @@ exactly the same way.
 Before planning a night, what the build stands on is checked, and repaired where it can
 be (see ``plan_build``): a build state file that cannot be read is rebuilt from the
 served snapshot's stamp; a build database that cannot be opened is restored from the
-served snapshot; a lake partition removed or changed since the last build (a deletion
-such as an erasure request) makes the night a full refresh, so it reaches the marts.
+served snapshot; a build published but not recorded (a night killed in between) is
+recorded from the served stamp; a build rolled back from that is still the build
+database (a rollback killed before restoring it) is replaced by the served snapshot; a
+lake partition removed or changed since the last build (a deletion such as an erasure
+request) makes the night a full refresh, so it reaches the marts; a lake file that
+cannot be read stops the night, naming it and the command that writes it again.
 """
 
 from __future__ import annotations
@@ -26,14 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from cjm_pipeline.files import atomic_write_text
 from cjm_pipeline.lock import night_lock
-from cjm_pipeline.settings import (
-    ALL_SOURCES,
-    IDENTITY_PLACEHOLDERS,
-    PROJECT_ROOT,
-    SOURCES,
-    Settings,
-)
+from cjm_pipeline.settings import ALL_SOURCES, PROJECT_ROOT, SOURCES, Settings
 
 
 class BuildError(RuntimeError):
@@ -46,6 +45,11 @@ class BuildStateError(BuildError):
 
 class NothingToBuild(BuildError):
     """The lake holds no event up to the run date."""
+
+
+class DamagedLake(BuildError):
+    """Lake files the build would read cannot be read; the message names each one and
+    the command that writes it again."""
 
 
 # What a plan saw of one lake partition: bytes, rows, and a digest of its Parquet
@@ -116,9 +120,7 @@ class BuildState:
             "fingerprint": self.fingerprint,
             "lake": self.lake,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def _text(data: dict, key: str) -> str:
@@ -153,7 +155,7 @@ def fingerprint(settings: Settings) -> str:
         "max_customers_per_identifier",
     ):
         digest.update(f"{key}={getattr(settings, key)};".encode())
-    digest.update(json.dumps(sorted(IDENTITY_PLACEHOLDERS)).encode())
+    digest.update(json.dumps(sorted(settings.identity_deny_values)).encode())
     digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
     models = PROJECT_ROOT / "models"
     for path in sorted(models.rglob("*")):
@@ -182,32 +184,65 @@ def _partition_dirs(settings: Settings) -> list[tuple[str, date, Path]]:
     return found
 
 
-def _footer(path: Path) -> bytes:
-    """The Parquet footer (its schema, row groups and statistics), read from the end."""
+PARQUET_MAGIC = b"PAR1"
+
+
+def _footer(path: Path) -> tuple[int, bytes]:
+    """The rows and the Parquet footer (schema, row groups and statistics) of a file,
+    read once from its end. Raises ``ValueError`` saying why it is no Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    size = path.stat().st_size
+    if size < 2 * len(PARQUET_MAGIC) + 4:
+        raise ValueError(f"{size} bytes: too short for a Parquet file")
     with path.open("rb") as handle:
         handle.seek(-8, os.SEEK_END)
         tail = handle.read(8)
         length = int.from_bytes(tail[:4], "little")
+        if tail[4:] != PARQUET_MAGIC or length > size - 12:
+            raise ValueError("no Parquet footer at its end (cut short, or not Parquet)")
         handle.seek(-8 - length, os.SEEK_END)
-        return handle.read(length)
+        footer = handle.read(length)
+    try:
+        rows = pq.read_metadata(pa.BufferReader(footer + tail)).num_rows
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"its footer cannot be read ({exc})") from exc
+    return rows, footer
 
 
 def lake_inventory(settings: Settings, up_to: date) -> dict[str, Partition]:
     """Every event and crm partition of the lake up to ``up_to`` (what a build reads):
-    ``"source/date" -> [bytes, rows, footer digest]``."""
-    import pyarrow.parquet as pq
-
+    ``"source/date" -> [bytes, rows, footer digest]``. Raises ``DamagedLake`` naming
+    every file that is no whole Parquet file (truncated, empty, overwritten)."""
     inventory: dict[str, Partition] = {}
+    damaged: list[str] = []
     for source, day, folder in _partition_dirs(settings):
         if day > up_to:
             continue
         size = rows = 0
         digest = hashlib.sha256()
         for file in sorted(folder.glob("*.parquet")):
+            try:
+                count, footer = _footer(file)
+            except (OSError, ValueError) as exc:
+                damaged.append(
+                    f"{file} cannot be read ({exc}): write it again with "
+                    f"`cjm ingest --date {day} --source {source}`"
+                )
+                continue
             size += file.stat().st_size
-            rows += pq.read_metadata(file).num_rows
-            digest.update(file.name.encode() + b"\0" + _footer(file))
+            rows += count
+            digest.update(file.name.encode() + b"\0" + footer)
         inventory[f"{source}/{day.isoformat()}"] = [size, rows, digest.hexdigest()[:16]]
+    if damaged:
+        raise DamagedLake(
+            "the lake holds damaged files, and no build can read them:\n  "
+            + "\n  ".join(damaged)
+            + "\nIngesting a date again rewrites its partition from its landing files; if "
+            "they are gone, delete the partition's folder and the next night rebuilds "
+            "without it"
+        )
     return inventory
 
 
@@ -217,9 +252,15 @@ def event_rows(inventory: dict[str, Partition]) -> int:
 
 def lake_changes(state: BuildState, now: dict[str, Partition], window_start: date) -> list[str]:
     """What changed in the partitions the last build read, that a night re-reading the
-    landing dates from ``window_start`` would not take in. A re-read adds the events it
-    does not hold yet but never takes one back, so within the window only a partition
-    that kept or gained rows is safe."""
+    landing dates from ``window_start`` would not take in.
+
+    A re-read adds the events it does not hold yet, but never takes one back nor
+    corrects one it holds; and a footer cannot tell a partition that only gained events
+    from one that lost some and gained as many (or had values rewritten). So a partition
+    the last build read that changed at all, inside the window or before it, needs a
+    full refresh. Ingestion never rewrites a partition of another date except to remove
+    events (a backfill moving them to the earlier date), so a night that lands new dates
+    does not meet this; a partition added inside the window is what a re-read is for."""
     if state.lake is None:
         return []
     changes = []
@@ -234,9 +275,7 @@ def lake_changes(state: BuildState, now: dict[str, Partition], window_start: dat
         elif then is None:
             if date.fromisoformat(day) < window_start:
                 changes.append(f"{where} was added since build {state.build_id}")
-        elif then[2] != current[2] and (
-            date.fromisoformat(day) < window_start or int(current[1]) < int(then[1])
-        ):
+        elif then[2] != current[2]:
             changes.append(
                 f"{where} changed since build {state.build_id} "
                 f"({int(then[1]):,} rows then, {int(current[1]):,} now)"
@@ -285,18 +324,6 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-def open_problem(database: Path) -> str | None:
-    """Why DuckDB cannot open ``database`` read-only and list its tables, or None."""
-    import duckdb
-
-    try:
-        with duckdb.connect(str(database), read_only=True) as con:
-            con.execute("select count(*) from duckdb_tables()").fetchall()
-    except duckdb.Error as exc:
-        return str(exc).splitlines()[0]
-    return None
-
-
 def check_build_database(settings: Settings, progress: Callable[[str], None] = print) -> str:
     """Make sure the build database opens: a damaged one is restored from the served
     snapshot (returns ""), or moved aside (returns the reason for a full refresh)."""
@@ -305,7 +332,7 @@ def check_build_database(settings: Settings, progress: Callable[[str], None] = p
     path = settings.build_path
     if not path.exists():
         return ""
-    problem = open_problem(path)
+    problem = database_problem(path, published=False)
     if problem is None:
         return ""
     if "could not set lock" in problem.lower():
@@ -334,13 +361,64 @@ def check_build_database(settings: Settings, progress: Callable[[str], None] = p
 
 
 def next_build_id(settings: Settings, state: BuildState | None) -> int:
-    """One more than the last build: the state's, else the newest snapshot's, so
+    """One more than the last build recorded and than every snapshot kept: a build
+    published but not recorded, or rolled back from, is never numbered twice, and
     numbers never go back when the state is lost."""
-    if state is not None:
-        return state.build_id + 1
     from cjm_pipeline.publish import snapshot_build_ids
 
-    return max(snapshot_build_ids(settings), default=0) + 1
+    recorded = 0 if state is None else state.build_id
+    return max([recorded, *snapshot_build_ids(settings)]) + 1
+
+
+def follow_served(
+    settings: Settings, state: BuildState | None, progress: Callable[[str], None] = print
+) -> tuple[BuildState | None, str]:
+    """The build state, brought in line with the night served, and the reason for a
+    full refresh when it cannot be.
+
+    Served and recorded are the same build, except after a kill: between a publish and
+    its record (the served build is newer: it is recorded now, so the night builds on
+    it), or between a rollback's switch and its restore (the recorded build is a
+    snapshot rolled back from: the build database is restored from the served one, or
+    else the night is a full refresh, so the night rolled back from is never built on
+    and published again). A recorded build newer than the served one and never
+    published (`cjm build`) is kept."""
+    from cjm_pipeline.publish import PublishError, read_published_build, snapshots
+
+    if state is None:
+        return None, ""
+    try:
+        stamp, lake = read_published_build(settings.warehouse_path)
+    except PublishError:
+        return state, ""  # nothing served, or damaged: the other repairs say so
+    if stamp.build_id == state.build_id:
+        return state, ""
+    if stamp.build_id > state.build_id:
+        served = BuildState(stamp.build_id, stamp.run_date, stamp.fingerprint or "unknown", lake)
+        served.save(state_path(settings))
+        progress(
+            f"warning: build {stamp.build_id} (as of {stamp.run_date}) was published but not "
+            f"recorded (the night stopped in between): the build state now records it"
+        )
+        return served, ""
+    ours = (state.build_id, state.run_date)
+    if not any(s.rolled_back and (s.build_id, s.run_date) == ours for s in snapshots(settings)):
+        return state, ""
+    left = (
+        f"the build database is build {state.build_id} (as of {state.run_date}), which was "
+        "rolled back from: `cjm rollback` stopped before restoring it"
+    )
+    try:
+        restored = restore_build(settings, settings.warehouse_path)
+    except BuildError as exc:
+        reason = f"{left}, and restoring it failed ({exc})"
+        progress(f"warning: {reason}: this night is a full refresh")
+        return None, reason
+    progress(
+        f"warning: {left}; restored from the served snapshot (build {restored.build_id} "
+        f"as of {restored.run_date})"
+    )
+    return restored, ""
 
 
 def plan_build(
@@ -358,11 +436,15 @@ def plan_build(
     settings, seeds or models, a missing or damaged build database, a damaged state file
     that the served snapshot cannot replace, or a lake partition removed or changed
     since the last build needs a full refresh. Raises ``NothingToBuild`` when the lake
-    has no event up to ``run_date``. Call it under the night lock: it may repair files.
+    has no event up to ``run_date``, and ``DamagedLake`` naming the lake files that
+    cannot be read. Call it under the night lock: it may repair files (see
+    ``check_build_database``, ``read_state`` and ``follow_served``).
     """
     lookback = settings.build_lookback_days
     damaged = check_build_database(settings, progress)
     state, state_damage = read_state(settings, progress)
+    state, rolled_back = follow_served(settings, state, progress)
+    state_damage = state_damage or rolled_back
     lake = lake_inventory(settings, run_date)
     if event_rows(lake) == 0:
         raise NothingToBuild(
@@ -407,7 +489,9 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "funnel_period": settings.funnel_period,
         "attribution_half_life_days": settings.attribution_half_life_days,
         "max_customers_per_identifier": settings.max_customers_per_identifier,
-        "identity_placeholders": sorted(IDENTITY_PLACEHOLDERS),
+        # The built-in placeholders and CJM_IDENTITY_DENY_LIST: a value listed later
+        # stops merging customers in history too (it is in the fingerprint).
+        "identity_placeholders": sorted(settings.identity_deny_values),
     }
 
 
@@ -471,31 +555,31 @@ def build(
     tests: bool = True,
     since: date | None = None,
     record: bool = True,
+    plan: BuildPlan | None = None,
 ) -> BuildResult:
     """dbt build of every model, seed and test, as of ``run_date``.
 
     ``tests=False`` builds the models and seeds without running the data and unit tests.
     ``since`` is the earliest landing date ingested for this run (a backfill): the
-    incremental window reaches back to it. The build state is saved only when every
-    node succeeded, so a failed night is redone by the next one; ``record=False``
-    leaves that to the caller (see ``record_build``). Holds the night lock (taken
-    again if the caller holds it; refused at once otherwise).
+    incremental window reaches back to it. ``plan`` is one the caller made with
+    ``plan_build`` under the same lock (the night plans before its events gate). The
+    build state is saved only when every node succeeded, so a failed night is redone by
+    the next one; ``record=False`` leaves that to the caller (see ``record_build``).
+    Holds the night lock (taken again if the caller holds it; refused at once otherwise).
     """
     with night_lock(settings, "cjm build", progress=progress):
-        return _build(settings, run_date, full_refresh, select, progress, tests, since, record)
+        plan = plan or plan_build(settings, run_date, full_refresh, since, progress)
+        return _build(settings, plan, select, progress, tests, record)
 
 
 def _build(
     settings: Settings,
-    run_date: date,
-    full_refresh: bool,
+    plan: BuildPlan,
     select: str | None,
     progress: Callable[[str], None],
     tests: bool,
-    since: date | None,
     record: bool,
 ) -> BuildResult:
-    plan = plan_build(settings, run_date, full_refresh, since, progress)
     progress(
         f"dbt build as of {plan.run_date} "
         f"({'full refresh' if plan.full_refresh else 'incremental'}: {plan.reason}; "
@@ -569,7 +653,8 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
     except (OSError, duckdb.Error) as exc:
         raise BuildError(
             f"the build database could not be restored from {snapshot}: {exc}. The served "
-            "night is rolled back; run the next night with --full-refresh"
+            "night is rolled back; the next night restores it again, or rebuilds in full if "
+            "it still cannot"
         ) from exc
     state = BuildState(build_id, run_date, made_with or "unknown", lake)
     state.save(state_path(settings))

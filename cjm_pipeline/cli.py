@@ -162,12 +162,19 @@ def _ingest_and_report(settings, dates: list[date], sources: list[str], workers:
 def _build_and_report(
     settings, run_date: date, full_refresh: bool, select: str | None, since: date | None = None
 ) -> None:
-    from cjm_pipeline.build import BuildError, NothingToBuild, build, dbt_work_dir, summary
+    from cjm_pipeline.build import (
+        BuildError,
+        DamagedLake,
+        NothingToBuild,
+        build,
+        dbt_work_dir,
+        summary,
+    )
 
     began = time.perf_counter()
     try:
         result = build(settings, run_date, full_refresh, select, progress=typer.echo, since=since)
-    except NothingToBuild as exc:
+    except (NothingToBuild, DamagedLake) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     except (BuildError, ValueError) as exc:
@@ -225,7 +232,7 @@ def run(
 def _run_and_report(settings: Settings, dates: list[date], full_refresh: bool) -> None:
     import duckdb
 
-    from cjm_pipeline.build import BuildError, NothingToBuild, dbt_work_dir, summary
+    from cjm_pipeline.build import BuildError, DamagedLake, NothingToBuild, dbt_work_dir, summary
     from cjm_pipeline.nightly import GateError, run_night
     from cjm_pipeline.publish import PublishError
 
@@ -236,7 +243,7 @@ def _run_and_report(settings: Settings, dates: list[date], full_refresh: bool) -
         typer.echo(f"served database unchanged: {settings.warehouse_path}", err=True)
         typer.echo(f"validation results: {settings.validations_dir}", err=True)
         raise typer.Exit(GATE_FAILED) from exc
-    except NothingToBuild as exc:
+    except (NothingToBuild, DamagedLake) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     except BuildError as exc:

@@ -24,12 +24,9 @@ from typing import Any
 
 from cjm_pipeline.build import (
     BuildPlan,
-    NothingToBuild,
     build,
     dbt_environment,
     dbt_vars,
-    event_rows,
-    lake_inventory,
     load_state_quietly,
     plan_build,
     record_build,
@@ -69,12 +66,13 @@ def run_night(
     progress: Callable[[str], None] = print,
     workers: int | None = None,
 ) -> NightResult:
-    """Ingest the landing dates, gate their events, build as of the last one, gate the
-    marts, publish, then write the journey map. A critical expectation raises
-    ``GateError`` before anything is published; the served database is then the
+    """Ingest the landing dates, plan the build, gate their events, build as of the last
+    one, gate the marts, publish, then write the journey map. A critical expectation
+    raises ``GateError`` before anything is published; the served database is then the
     previous night's. A report that fails is a warning: the night is served by then.
-    Holds the night lock throughout (see ``cjm_pipeline.lock``); raises
-    ``NothingToBuild`` when the lake has no event up to the last date."""
+    Holds the night lock throughout (see ``cjm_pipeline.lock``); the plan raises
+    ``NothingToBuild`` when the lake has no event up to the last date, and
+    ``DamagedLake`` when a lake file cannot be read, before any gate or dbt start."""
     with night_lock(settings, "cjm run", progress=progress):
         return _run_night(settings, dates, full_refresh, progress, workers)
 
@@ -96,20 +94,18 @@ def _run_night(
     progress("")
     progress(ingest_summary(manifests))
     seconds["ingest"] = time.perf_counter() - began
-    check_lake(settings, dates[-1])
+    # Planned first: it repairs the state the events gate's dates come from.
+    planned = plan_build(settings, dates[-1], full_refresh, dates[0], progress)
 
     began = time.perf_counter()
     warnings = check_events(settings, gate_dates(settings, dates), progress)
     seconds["validate events"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    result = build(
-        settings, dates[-1], full_refresh, progress=progress, since=dates[0], record=False
-    )
+    result = build(settings, dates[-1], progress=progress, record=False, plan=planned)
     seconds["build"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    warnings += served_damage(settings)
     warnings += check_marts(settings, result.plan, progress)
     seconds["validate marts"] = time.perf_counter() - began
 
@@ -134,15 +130,6 @@ def _run_night(
         warnings,
         report,
     )
-
-
-def check_lake(settings: Settings, run_date: date) -> None:
-    """Stop a night that has nothing to build, before any gate or dbt start."""
-    if event_rows(lake_inventory(settings, run_date)) == 0:
-        raise NothingToBuild(
-            f"no events in the lake up to {run_date}: nothing to build; check CJM_DATA_DIR "
-            f"(now {settings.data_dir}) and the landing folders"
-        )
 
 
 def gate_dates(settings: Settings, dates: list[date]) -> list[date]:
@@ -173,14 +160,16 @@ def check_events(
 def check_marts(
     settings: Settings, plan: BuildPlan, progress: Callable[[str], None] = print
 ) -> list[str]:
-    """The marts gate on the build database, against the served night's row counts."""
+    """The marts gate on the build database, against the served night's row counts (or
+    the newest readable snapshot's, with a warning, when the served one is damaged)."""
     from cjm_pipeline.validate import validate_marts
 
-    return _gate(
+    reference, warnings = band_reference(settings)
+    return warnings + _gate(
         lambda: validate_marts(
             settings,
             settings.build_path,
-            band_reference(settings),
+            reference,
             run_date=plan.run_date,
             progress=progress,
         ),
@@ -200,34 +189,25 @@ def _gate(validate: Callable, progress: Callable[[str], None]) -> list[str]:
     return [str(warning) for warning in report.warnings]
 
 
-def served_damage(settings: Settings) -> list[str]:
-    """A warning when the served database cannot be read: the night goes on, and its
-    publish replaces it."""
-    from cjm_pipeline.publish import database_problem
+def band_reference(settings: Settings) -> tuple[Path, list[str]]:
+    """The published database the marts gate's row-count band compares with, and the
+    warnings: the served one; when it cannot be read, a warning and the newest readable
+    snapshot (without one, a path that does not exist: the band is then skipped, as on a
+    first night). The night goes on: its publish replaces the damaged file."""
+    from cjm_pipeline.publish import database_problem, snapshots
 
     served = settings.warehouse_path
     problem = database_problem(served) if served.exists() else None
     if problem is None:
-        return []
-    return [
+        return served, []
+    warning = (
         f"the served database {served} is damaged ({problem}): the row-count band is taken "
         "from the newest readable snapshot, and this night's publish replaces it"
-    ]
-
-
-def band_reference(settings: Settings) -> Path:
-    """The published database the marts gate's row-count band compares with: the served
-    one, or when it cannot be read, the newest readable snapshot (without one, a path
-    that does not exist: the band is then skipped, as on a first night)."""
-    from cjm_pipeline.publish import database_problem, snapshots
-
-    served = settings.warehouse_path
-    if not served.exists() or database_problem(served) is None:
-        return served
+    )
     for snapshot in reversed(snapshots(settings)):
         if not snapshot.is_served and database_problem(snapshot.path) is None:
-            return snapshot.path
-    return settings.snapshots_dir / "no-readable-snapshot"
+            return snapshot.path, [warning]
+    return settings.snapshots_dir / "no-readable-snapshot", [warning]
 
 
 def publish_build(
@@ -322,24 +302,24 @@ def gate_marts(values: dict[str, object], run_id: str | None = None) -> list[str
 
 def publish_planned(values: dict[str, object], run_id: str | None = None) -> str:
     """Publish the night's build, record it, and end the night in progress. A retry
-    after a publish that was recorded but not ended does not publish it twice."""
+    after a publish that was not recorded or not ended does not publish it twice (build
+    numbers are never reused, so a served build of this number is this night's)."""
     from cjm_pipeline.publish import PublishError, served_info
 
     settings = get_settings()
     with task_lock(settings, "publish", run_id):
         night = require_night(settings, str(run_id), "publish")
         build_plan = replace(_plan(values), lake=night.lake or None)
-        state = load_state_quietly(settings)
         try:
             served = served_info(settings.warehouse_path)
         except PublishError:
             served = {}
-        if state is not None and state.build_id == served.get("build_id") == build_plan.build_id:
+        if served.get("build_id") == build_plan.build_id:
             snapshot = str(served["snapshot"])
             print(f"build {build_plan.build_id} is already published ({snapshot})")
         else:
             snapshot = publish_build(settings, build_plan)
-            record_build(settings, build_plan)
+        record_build(settings, build_plan)
         end_night(settings)
     return snapshot
 

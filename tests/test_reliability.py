@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 from cjm_pipeline.settings import Settings
-from tests.conftest import sample_dates
+from tests.conftest import damage, env_of, sample_dates
 
 LOCKED = 75
 
@@ -72,16 +72,6 @@ def night_one(sample: Settings, first_night: Path, tmp_path: Path) -> Settings:
     """A copy of the first night's workspace for one test to change."""
     shutil.copytree(first_night, tmp_path / "ws", symlinks=True)
     return workspace_settings(sample, tmp_path / "ws")
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CJM_DATA_DIR": str(settings.data_dir),
-        "CJM_SALT": settings.salt,
-        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
-        "CJM_BUILD_PATH": str(settings.build_path),
-    }
 
 
 def cjm(settings: Settings, *args: str) -> str:
@@ -201,17 +191,11 @@ def test_rollback_serves_the_previous_night_and_the_next_run_builds_on_it(night_
     assert "build database restored" in out
     assert served_build(night_one) == (1, str(sample_dates()[-3]))
 
-    # The next night is incremental on the restored build: it takes number 2 again and
-    # re-reads the landing dates since the restored night.
+    # The next night is incremental on the restored build and re-reads the landing dates
+    # since the restored night; its number follows every snapshot's, so none is shared.
     out = cjm(night_one, "run", "--date", str(last))
     assert "(incremental: " in out
-    assert served_build(night_one) == (2, str(last))
-
-
-def damage(path: Path) -> None:
-    """Overwrite a database's headers, as a failing disk or a stray write would."""
-    with path.open("r+b") as handle:
-        handle.write(b"\0" * 12288)
+    assert served_build(night_one) == (3, str(last))
 
 
 def test_a_damaged_served_file_and_state_file_are_named_and_the_night_replaces_them(night_one):
