@@ -196,6 +196,8 @@ def _check(source: str, name: str, text: str, encoding: str) -> None:
         assert "parse_error" not in manifest.quarantined_by_reason, manifest.messages
         [count] = manifest.files
         misread = encoding == "utf-16-le" and "UTF-16" not in count.note
+        # A byte order mark then a NUL character is also the UTF-32 mark: read as UTF-32.
+        misread = misread or (encoding == "utf-16" and text.startswith("\x00"))
         if count.quarantined_whole in UNCOUNTED:
             assert count.read == 1
         elif not misread:

@@ -168,11 +168,19 @@ def _utf16_without_bom(sample: bytes) -> str | None:
     export, however little of its text is ASCII) sit on one side of the byte pairs.
     UTF-8 text holds no NUL byte."""
     even, odd = sample[0::2].count(0), sample[1::2].count(0)
-    if odd >= 2 and even * 10 <= odd:
+    if odd >= 2 and even * 10 <= odd and _newlines_pair(sample, b"\n\x00"):
         return "utf-16-le"
-    if even >= 2 and odd * 10 <= even:
+    if even >= 2 and odd * 10 <= even and _newlines_pair(sample, b"\x00\n"):
         return "utf-16-be"
     return None
+
+
+def _newlines_pair(sample: bytes, newline: bytes) -> bool:
+    """Every newline of UTF-16 text is one byte pair: a sample with a newline byte at
+    the pair's place but not that pair is UTF-8 that happens to hold NUL bytes."""
+    place = 0 if newline[0] == 0x0A else 1
+    pairs = (sample[i : i + 2] for i in range(0, len(sample) - 1, 2))
+    return all(pair == newline for pair in pairs if pair[place] == 0x0A)
 
 
 def to_utf8(data: bytes) -> tuple[bytes, list[str]]:
