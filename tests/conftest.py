@@ -3,6 +3,7 @@ and an empty workspace per test for hand-written landing files."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,27 @@ def land(settings: Settings, source: str, day: str, name: str, content: bytes | 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     return path
+
+
+def segment_call(**fields: object) -> str:
+    """One Segment track call as a JSON line; a field given as None is left out."""
+    base = {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": "m-1",
+        "anonymousId": "anon-1",
+        "timestamp": "2026-10-05T08:00:00.000Z",
+        "context": {
+            "page": {
+                "url": "https://shop.example/p/9?utm_source=google&utm_medium=cpc&utm_campaign=fall",
+                "path": "/p/9",
+                "referrer": "https://www.google.com/",
+            }
+        },
+        "properties": {"product_id": "sku-9", "price": 19.5},
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not None})
 
 
 def lake_events(settings: Settings, source: str | None = None) -> pl.DataFrame:

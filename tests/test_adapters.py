@@ -11,36 +11,16 @@ import polars as pl
 import pytest
 
 from cjm_pipeline.ingest import ingest_one
-from tests.conftest import lake_events, lake_quarantine, land
+from tests.conftest import lake_events, lake_quarantine, land, segment_call
 
 DAY = "2026-10-05"
 D = date(2026, 10, 5)
 
 
-def _web(**fields) -> str:
-    base = {
-        "type": "track",
-        "event": "Product Viewed",
-        "messageId": "m-1",
-        "anonymousId": "anon-1",
-        "timestamp": "2026-10-05T08:00:00.000Z",
-        "context": {
-            "page": {
-                "url": "https://shop.example/p/9?utm_source=google&utm_medium=cpc&utm_campaign=fall",
-                "path": "/p/9",
-                "referrer": "https://www.google.com/",
-            }
-        },
-        "properties": {"product_id": "sku-9", "price": 19.5},
-    }
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not None})
-
-
 def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
     lines = [
-        _web(),
-        _web(
+        segment_call(),
+        segment_call(
             type="identify",
             event=None,
             messageId="m-2",
@@ -48,7 +28,7 @@ def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
             traits={"email": " Ana.Silva@Mailbox.Example "},
         ),
         # a skewed device: no timestamp, client clock 2 h fast
-        _web(
+        segment_call(
             messageId="m-3",
             event="Order Completed",
             timestamp=None,
@@ -57,7 +37,7 @@ def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
             receivedAt="2026-10-05T10:00:01.250Z",
             properties={"order_id": "o-1", "revenue": 120.0},
         ),
-        _web(
+        segment_call(
             type="page",
             event=None,
             messageId="m-4",
@@ -94,20 +74,20 @@ def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
     ("line", "reason"),
     [
         ('{"type":"track","event":"Product Viewed","messageId":"m-9","anonym', "invalid_json"),
-        (_web(messageId=None), "missing_id"),
-        (_web(anonymousId=None), "missing_identity"),
-        (_web(timestamp="05/10/2026"), "invalid_timestamp"),
-        (_web(timestamp="2031-01-01T00:00:00Z"), "future_timestamp"),
-        (_web(timestamp="2025-01-01T00:00:00Z"), "stale_timestamp"),
-        (_web(event="Wishlist Sparkled"), "unknown_event"),
-        (_web(type="group", event=None), "unknown_event"),
-        (_web(context="mobile"), "wrong_type"),
-        (_web(properties={"revenue": "lots"}), "wrong_type"),
+        (segment_call(messageId=None), "missing_id"),
+        (segment_call(anonymousId=None), "missing_identity"),
+        (segment_call(timestamp="05/10/2026"), "invalid_timestamp"),
+        (segment_call(timestamp="2031-01-01T00:00:00Z"), "future_timestamp"),
+        (segment_call(timestamp="2025-01-01T00:00:00Z"), "stale_timestamp"),
+        (segment_call(event="Wishlist Sparkled"), "unknown_event"),
+        (segment_call(type="group", event=None), "unknown_event"),
+        (segment_call(context="mobile"), "wrong_type"),
+        (segment_call(properties={"revenue": "lots"}), "wrong_type"),
         ("[1, 2, 3]", "wrong_type"),
     ],
 )
 def test_web_malformed_records_are_quarantined_with_their_reason(workspace, line, reason) -> None:
-    land(workspace, "web", DAY, "part-1.jsonl", _web(messageId="good") + "\n" + line + "\n")
+    land(workspace, "web", DAY, "part-1.jsonl", segment_call(messageId="good") + "\n" + line + "\n")
     m = ingest_one(workspace, "web", D)
     assert (m.read, m.accepted, m.quarantined) == (2, 1, 1)
     q = lake_quarantine(workspace, "web").row(0, named=True)
@@ -117,13 +97,13 @@ def test_web_malformed_records_are_quarantined_with_their_reason(workspace, line
 
 
 def test_non_utf8_line_is_quarantined_and_the_rest_lands(workspace) -> None:
-    bad = _web(messageId="m-bad").replace("sku-9", "caf\u00e9").encode("latin-1")
+    bad = segment_call(messageId="m-bad").replace("sku-9", "caf\u00e9").encode("latin-1")
     land(
         workspace,
         "web",
         DAY,
         "part-1.jsonl",
-        _web().encode() + b"\n" + bad + b"\n" + _web(messageId="m-3").encode(),
+        segment_call().encode() + b"\n" + bad + b"\n" + segment_call(messageId="m-3").encode(),
     )
     m = ingest_one(workspace, "web", D)
     assert (m.read, m.accepted, m.quarantined_by_reason) == (3, 2, {"invalid_utf8": 1})
@@ -288,13 +268,13 @@ def test_crm_rows_become_hashed_identity_edges(workspace) -> None:
 
 
 def test_gzip_files_are_read_and_a_corrupt_one_is_quarantined_whole(workspace) -> None:
-    land(workspace, "web", DAY, "a.jsonl.gz", gzip.compress((_web() + "\n").encode()))
+    land(workspace, "web", DAY, "a.jsonl.gz", gzip.compress((segment_call() + "\n").encode()))
     land(
         workspace,
         "web",
         DAY,
         "b.jsonl.gz",
-        gzip.compress((_web(messageId="m-2") + "\n").encode())[:-12],
+        gzip.compress((segment_call(messageId="m-2") + "\n").encode())[:-12],
     )
     land(workspace, "web", DAY, "c.jsonl", "")
     m = ingest_one(workspace, "web", D)
@@ -316,7 +296,7 @@ def test_duplicates_within_a_file_and_from_an_earlier_day(workspace) -> None:
         "web",
         "2026-10-04",
         "p.jsonl",
-        _web(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
+        segment_call(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
     )
     land(
         workspace,
@@ -325,9 +305,9 @@ def test_duplicates_within_a_file_and_from_an_earlier_day(workspace) -> None:
         "p.jsonl",
         "\n".join(
             [
-                _web(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
-                _web(messageId="m-2"),
-                _web(messageId="m-2"),
+                segment_call(messageId="m-1", timestamp="2026-10-04T08:00:00Z"),
+                segment_call(messageId="m-2"),
+                segment_call(messageId="m-2"),
             ]
         ),
     )

@@ -27,6 +27,7 @@ from cjm_pipeline.ingest import Manifest, ingest, ingest_one
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
 from cjm_pipeline.validate import validate_events
 from tests.conftest import lake_events, lake_quarantine, land
+from tests.conftest import segment_call as web
 from transforms.schema import CANONICAL_SCHEMA, COLUMN_POLICY, CRM_POLICY, CRM_SCHEMA
 
 DAY = "2026-10-05"
@@ -35,20 +36,6 @@ SALT = "test-salt"
 CANARY = "pii.canary.7"  # the local part: it must never be written anywhere
 ADDRESS = f"{CANARY}@probe.example"
 HANDLE = "pii_canary_7"
-
-
-def web(**fields) -> str:
-    base = {
-        "type": "track",
-        "event": "Product Viewed",
-        "messageId": "m-1",
-        "anonymousId": "anon-1",
-        "timestamp": "2026-10-05T08:00:00.000Z",
-        "context": {"page": {"url": "https://shop.example/p/9", "path": "/p/9"}},
-        "properties": {"product_id": "sku-9"},
-    }
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not None})
 
 
 def sha(value: str) -> str:
