@@ -156,6 +156,9 @@ final as (
         rating,
         revenue,
         text,
+        -- The language the record declares (reviews and social exports often do),
+        -- as a lower-case code; null when it does not say.
+        nullif(lower(trim(json_extract_string(properties, '$.language'))), '') as language,
         {{ build_id() }} as build_id
     from classified
 )

@@ -52,6 +52,7 @@ joined as (
         events.rating,
         events.revenue,
         events.text,
+        events.language,
         -- The furthest stage the journey's activity has reached up to and
         -- including this event (null for company events).
         sessionized.journey_stage_order_so_far,
