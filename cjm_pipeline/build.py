@@ -483,6 +483,7 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "session_gap_minutes": settings.session_gap_minutes,
         "session_cap_hours": settings.session_cap_hours,
         "journey_gap_days": settings.journey_gap_days,
+        "return_window_days": settings.return_window_days,
         "lookback_days": plan.lookback_days,
         "build_id": plan.build_id,
         "last_success_build_id": plan.last_success_build_id,

@@ -31,6 +31,7 @@ MARTS: tuple[str, ...] = (
     "dim_touchpoints",
     "dim_stages",
     "agg_stage_funnel",
+    "agg_journey_populations",
     "agg_touchpoint_dropoff",
     "agg_stage_actions",
     "agg_stage_sentiment",
@@ -97,6 +98,13 @@ class Settings(BaseSettings):
         12, gt=0, description="Longest a session may run before a split."
     )
     journey_gap_days: int = Field(30, gt=0, description="Inactivity that ends a journey.")
+    return_window_days: int = Field(
+        90,
+        gt=0,
+        description="Days after an order within which a loyalty signal (a repeat order, a"
+        " recommendation, a loyalty programme action) makes the journey retained; after"
+        " them without one it has lapsed.",
+    )
     late_window_days: int = Field(
         5, ge=0, description="How late an event may land after it happened and still be expected."
     )

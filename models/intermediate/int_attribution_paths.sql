@@ -13,6 +13,7 @@ with steps as (
 journeys as (
     select * from {{ ref('fct_journeys') }}
     where status in ('converted', 'dropped')
+        and population in {{ var_list('funnel_populations') }}
 ),
 
 touches as (

@@ -82,6 +82,7 @@ events_of_stopped as (
         or email_node in (select node from stopped_merging)
         or handle_node in (select node from stopped_merging)
         or anonymous_node in (select node from stopped_merging)
+        or order_node in (select node from stopped_merging)
 ),
 
 moved_events as (

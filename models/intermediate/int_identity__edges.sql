@@ -27,7 +27,8 @@ crm as (
 event_pairs as (
     select
         identity_node as node_a,
-        unnest([identity_node, user_node, email_node, handle_node, anonymous_node]) as node_b,
+        unnest([identity_node, user_node, email_node, handle_node, anonymous_node, order_node])
+            as node_b,
         landing_date
     from events
 ),

@@ -9,12 +9,15 @@
 -- Position 0 is the start node '(start)', and the position after the last step is
 -- an end node named for the journey's status: '(drop-off)', '(converted)' or
 -- '(in progress)'.
-with steps as (
-    select * from {{ ref('int_journey_steps') }}
+with journeys as (
+    select * from {{ ref('fct_journeys') }}
+    where population in {{ var_list('funnel_populations') }}
 ),
 
-journeys as (
-    select * from {{ ref('fct_journeys') }}
+-- The steps of journeys of the funnel populations only.
+steps as (
+    select * from {{ ref('int_journey_steps') }}
+    where journey_id in (select journey_id from journeys)
 ),
 
 stages as (

@@ -45,11 +45,19 @@ journeys as (
         min(occurred_at) filter (where is_activity and journey_stage_order_so_far >= {{ stage_order }})
             as stage_{{ stage_order }}_entered_at,
         {% endfor %}
-        count(*) filter (where event_type = 'order_completed') as orders,
+        count(*) filter (where is_conversion) as orders,
+        -- Activity on the company's own channels (the site, email, orders, direct
+        -- social touchpoints), as opposed to what customers say elsewhere.
+        count(*) filter (
+            where is_activity
+                and not (source in {{ var_list('voice_sources') }} and touchpoint_type = 'indirect')
+        ) as owned_activity_events,
         -- Summed as decimal: money, and the same total whatever order rows arrive in.
-        coalesce(sum(revenue::decimal(18, 2)) filter (where event_type = 'order_completed'), 0)
+        coalesce(sum(revenue::decimal(18, 2)) filter (where is_conversion), 0)
             as revenue,
         count(*) filter (where event_type = 'review_posted') as reviews,
+        count(*) filter (where event_type = 'review_posted' and order_id is not null)
+            as order_reviews,
         avg(rating) filter (where event_type = 'review_posted') as average_rating,
         max(landing_date) as last_landing_date
     from journey_events

@@ -26,15 +26,15 @@
 
 {#- `events` (a CTE or relation of int_events rows) with `customer_node`, the identifier
     whose customer each event belongs to: its strongest identifier (user id, then
-    email, then handle, then device id) that merges, that is, is not in `listed` (the
+    email, then handle, then device id, then order id) that merges, that is, is not in `listed` (the
     node column of int_identity__overloaded). A shared mailbox or a placeholder user
     id seen with a device of one person then goes with that person, not with the
     mailbox's or the placeholder's own customer. An event whose identifiers are all
     listed goes to its strongest one's customer (identity_node). Listed identifiers
     are few and change from night to night, so this is computed where events meet
-    customers, as four hash joins against that short list. -#}
+    customers, as five hash joins against that short list. -#}
 {% macro with_customer_node(events, listed) -%}
-    {%- set kinds = ["user", "email", "handle", "anonymous"] -%}
+    {%- set kinds = ["user", "email", "handle", "anonymous", "order"] -%}
     select
         {{ events }}.*,
         coalesce(

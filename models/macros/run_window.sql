@@ -39,3 +39,15 @@
 {% macro last_success_build_id() -%}
     {{ var("last_success_build_id") | int }}
 {%- endmacro %}
+
+{#- How long after an order a loyalty signal still makes the journey retained. -#}
+{% macro return_window() -%}
+    interval '{{ var("return_window_days") | int }} days'
+{%- endmacro %}
+
+{#- A SQL list of the quoted strings of a list var, e.g. funnel_populations. -#}
+{% macro var_list(name) -%}
+    ({%- for value in var(name) -%}
+    '{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}
+    {%- endfor -%})
+{%- endmacro %}

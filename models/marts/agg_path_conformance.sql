@@ -4,6 +4,7 @@
 -- Followed journeys are one row per persona with null deviation columns.
 with conformance as (
     select * from {{ ref('fct_journey_conformance') }}
+    where population in {{ var_list('funnel_populations') }}
 ),
 
 touchpoints as (

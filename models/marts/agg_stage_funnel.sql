@@ -1,9 +1,16 @@
--- The stage funnel per journey-start period, first-touch channel and persona.
--- Journeys that skip a stage count as entering and advancing through it. The
+-- The stage funnel per journey-start period, population, first-touch channel and
+-- persona. Journeys that skip a stage count as entering and advancing through it. The
 -- drop-off rate is over journeys whose outcome at the stage is known
--- (advanced + dropped): in-progress journeys are right-censored, not failures.
+-- (advanced + dropped): in-progress journeys are right-censored, not failures. The
+-- pre-purchase funnel (discovery to purchase: at purchase, advanced = ordered,
+-- dropped = abandoned checkout) and the post-purchase one (experience: retained,
+-- lapsed, in window) are told apart by `funnel`. Only the populations of
+-- `funnel_populations` are counted; journeys that reached no stage are the
+-- 'unclassified' rows.
 with journey_stages as (
     select * from {{ ref('int_journey_stages') }}
+    where population in {{ var_list('funnel_populations') }}
+        or population = 'unclassified'
 ),
 
 customers as (
@@ -14,10 +21,12 @@ funnel as (
     select
         cast(date_trunc('{{ var("funnel_period") }}', journey_started_at) as date)
             as period_start,
+        journey_stages.population,
         coalesce(journey_stages.first_touch_channel, 'unclassified') as first_touch_channel,
         coalesce(customers.persona, 'other') as persona,
         stage,
         stage_order,
+        coalesce(funnel, 'unclassified') as funnel,
         count(*) as journeys_entered,
         count(*) filter (where outcome = 'advanced') as journeys_advanced,
         count(*) filter (where outcome = 'dropped') as journeys_dropped,
@@ -35,10 +44,12 @@ final as (
     select
         period_start,
         '{{ var("funnel_period") }}' as period_grain,
+        population,
         first_touch_channel,
         persona,
         stage,
         stage_order,
+        funnel,
         journeys_entered,
         journeys_advanced,
         journeys_dropped,

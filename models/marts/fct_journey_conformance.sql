@@ -78,7 +78,8 @@ measured as (
         journeys.journey_id,
         journeys.customer_id,
         journeys.status,
-        journeys.post_purchase_status,
+        journeys.post_purchase_outcome,
+        journeys.population,
         path_length.steps_in_path,
         coalesce(matched.state % 1000, 0) as steps_followed,
         coalesce(matched.state // 1000, 0) as last_met_position,
@@ -103,7 +104,7 @@ classified as (
         case
             when steps_followed = steps_in_path then 'followed'
             when (later_mask >> (steps_followed + 1)) != 0 then 'deviated'
-            when coalesce(post_purchase_status, status) = 'in_progress' then 'on_path'
+            when status = 'in_progress' or post_purchase_outcome = 'in_window' then 'on_path'
             else 'stopped'
         end as conformance
     from measured
@@ -114,6 +115,7 @@ final as (
         classified.journey_id,
         classified.customer_id,
         coalesce(customers.persona, 'other') as persona,
+        classified.population,
         classified.status,
         classified.steps_in_path,
         classified.steps_followed,

@@ -1,4 +1,4 @@
--- Within a period, first-touch channel and persona, no stage is entered by more journeys
+-- Within a period, population, first-touch channel and persona, no stage is entered by more journeys
 -- than the stage before it, and the journeys entering a stage are exactly those
 -- that advanced from the stage before (skipped stages count as entered). Returns
 -- each offending pair of consecutive stages.
@@ -16,16 +16,21 @@ stages as (
 grid as (
     select
         segments.period_start,
+        segments.population,
         segments.first_touch_channel,
         segments.persona,
         stages.stage,
         stages.stage_order,
         coalesce(funnel.journeys_entered, 0) as journeys_entered,
         coalesce(funnel.journeys_advanced, 0) as journeys_advanced
-    from (select distinct period_start, first_touch_channel, persona from funnel) as segments
+    from (
+        select distinct period_start, population, first_touch_channel, persona from funnel
+        where stage != 'unclassified'
+    ) as segments
     cross join stages
     left join funnel
         on segments.period_start = funnel.period_start
+        and segments.population = funnel.population
         and segments.first_touch_channel = funnel.first_touch_channel
         and segments.persona = funnel.persona
         and stages.stage = funnel.stage
@@ -34,6 +39,7 @@ grid as (
 consecutive as (
     select
         previous.period_start,
+        previous.population,
         previous.first_touch_channel,
         previous.persona,
         previous.stage,
@@ -44,6 +50,7 @@ consecutive as (
     from grid as previous
     inner join grid as following
         on previous.period_start = following.period_start
+        and previous.population = following.population
         and previous.first_touch_channel = following.first_touch_channel
         and previous.persona = following.persona
         and following.stage_order = previous.stage_order + 1

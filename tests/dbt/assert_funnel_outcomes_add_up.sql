@@ -1,6 +1,7 @@
 -- Every journey that enters a stage has exactly one outcome there: before the last
 -- stage it advanced, dropped or is in progress; at the last stage (loyalty) it is
--- completed. Returns the funnel rows whose outcome counts do not add up.
+-- completed. Journeys of no stage (the 'unclassified' rows) are only counted, with no
+-- outcome. Returns the funnel rows whose outcome counts do not add up.
 
 with funnel as (
     select * from {{ ref('agg_stage_funnel') }}
@@ -20,7 +21,8 @@ checked as (
         funnel.journeys_dropped,
         funnel.journeys_in_progress,
         funnel.journeys_completed,
-        stages.next_stage is null as is_last_stage
+        stages.stage_order = 0 as is_unclassified,
+        stages.next_stage is null and stages.stage_order > 0 as is_last_stage
     from funnel
     inner join stages on funnel.stage = stages.stage
 )
@@ -28,7 +30,10 @@ checked as (
 select *
 from checked
 where
-    (not is_last_stage and (
+    (is_unclassified and (
+        journeys_advanced + journeys_dropped + journeys_in_progress + journeys_completed <> 0
+    ))
+    or (not is_last_stage and not is_unclassified and (
         journeys_entered <> journeys_advanced + journeys_dropped + journeys_in_progress
         or journeys_completed <> 0
     ))

@@ -15,7 +15,7 @@ identities as (
 ),
 
 events as (
-    select event_id, user_node, email_node, handle_node, anonymous_node
+    select event_id, user_node, email_node, handle_node, anonymous_node, order_node
     from {{ ref('int_events') }}
 ),
 
@@ -45,7 +45,8 @@ held_by_listed as (
         listed_customers.node,
         sessionized.event_id,
         unnest([
-            events.user_node, events.email_node, events.handle_node, events.anonymous_node
+            events.user_node, events.email_node, events.handle_node, events.anonymous_node,
+            events.order_node
         ]) as carried_node
     from sessionized
     inner join listed_customers on sessionized.customer_id = listed_customers.customer_id

@@ -41,6 +41,10 @@ touchpoint_rules as (
     select * from {{ ref('touchpoint_rules') }}
 ),
 
+loyalty_signals as (
+    select * from {{ ref('loyalty_signals') }}
+),
+
 unioned as (
     select * from web
     union all by name
@@ -87,15 +91,35 @@ signature_touchpoints as (
     ) }}
 ),
 
+signature_loyalty as (
+    select
+        signatures.signature_id,
+        loyalty_signals.signal,
+        loyalty_signals.recommended
+    from signatures
+    inner join loyalty_signals
+        on signatures.source = loyalty_signals.source
+        and {{ rule_matches('loyalty_signals.event_type', 'signatures.event_type') }}
+        and {{ rule_matches('loyalty_signals.campaign', 'signatures.campaign') }}
+        and {{ rule_matches('loyalty_signals.path', 'signatures.path') }}
+    qualify row_number() over (
+        partition by signatures.signature_id
+        order by loyalty_signals.priority, loyalty_signals.rule_id
+    ) = 1
+),
+
 classified_signatures as (
     select
         signatures.*,
         coalesce(signature_stages.stage, 'unclassified') as stage,
-        coalesce(signature_touchpoints.touchpoint_id, 'unclassified') as touchpoint_id
+        coalesce(signature_touchpoints.touchpoint_id, 'unclassified') as touchpoint_id,
+        signature_loyalty.signal as loyalty_signal,
+        coalesce(signature_loyalty.recommended, false) as signal_needs_recommendation
     from signatures
     left join signature_stages on signatures.signature_id = signature_stages.signature_id
     left join signature_touchpoints
         on signatures.signature_id = signature_touchpoints.signature_id
+    left join signature_loyalty on signatures.signature_id = signature_loyalty.signature_id
 ),
 
 classified as (
@@ -110,7 +134,13 @@ classified as (
         {{ identity_node('user', 'in_window.user_id') }} as user_node,
         {{ identity_node('email', 'in_window.email_sha256') }} as email_node,
         {{ identity_node('handle', 'in_window.social_handle_sha256') }} as handle_node,
-        {{ identity_node('anon', 'in_window.anonymous_id') }} as anonymous_node
+        {{ identity_node('anon', 'in_window.anonymous_id') }} as anonymous_node,
+        {{ identity_node('order', 'in_window.order_id') }} as order_node,
+        case
+            when not classified_signatures.signal_needs_recommendation
+                or try_cast(json_extract_string(in_window.properties, '$.recommended') as boolean)
+                then classified_signatures.loyalty_signal
+        end as loyalty_signal
     from in_window
     inner join classified_signatures
         on in_window.source = classified_signatures.source
@@ -136,12 +166,17 @@ final as (
         email_node,
         handle_node,
         anonymous_node,
+        -- An order id links what carries it (a marketplace review, a delivery) to the
+        -- customer who placed the order.
+        order_node,
         -- The strongest identifier; the event's customer is found through the
         -- strongest one that merges (with_customer_node), which changes as
         -- identifiers are listed, so it is not stored here.
-        coalesce(user_node, email_node, handle_node, anonymous_node) as identity_node,
+        coalesce(user_node, email_node, handle_node, anonymous_node, order_node) as identity_node,
         is_activity,
         is_conversion,
+        -- repeat_order, recommendation or loyalty_programme (loyalty_signals seed)
+        loyalty_signal,
         stage,
         stage_order,
         is_post_purchase,

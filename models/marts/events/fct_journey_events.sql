@@ -37,6 +37,7 @@ joined as (
         events.event_type,
         sessionized.is_activity,
         events.is_conversion,
+        events.loyalty_signal,
         events.stage,
         events.stage_order,
         events.touchpoint_id,
