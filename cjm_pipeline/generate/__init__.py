@@ -43,11 +43,12 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from cjm_pipeline.generate import multichannel
+from cjm_pipeline.generate import marketplace, multichannel
 from cjm_pipeline.generate.multichannel_journeys import EDGE_CASES, PERSONAS
 
 PROFILES: dict[str, Callable[..., dict]] = {
     "multichannel": multichannel.generate,
+    "marketplace": marketplace.generate,
 }
 
 __all__ = ["EDGE_CASES", "PERSONAS", "PROFILES", "generate"]
