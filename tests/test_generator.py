@@ -65,7 +65,7 @@ def test_a_range_without_a_marketing_send_still_generates(tmp_path: Path) -> Non
 
 
 def test_unknown_profile_is_refused_with_the_choices(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="choose from multichannel"):
+    with pytest.raises(ValueError, match="choose from multichannel, marketplace"):
         generate(tmp_path, 10, date(2026, 10, 1), 2, 1, progress=lambda _: None, profile="shop")
 
 
