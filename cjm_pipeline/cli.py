@@ -102,15 +102,28 @@ def generate(
     days: Annotated[int, typer.Option(help="How many days.")] = 30,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 42,
     out: Annotated[Path | None, typer.Option(help="Output root (default: the data dir).")] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="multichannel: web, email, social, reviews and crm feeds of an online shop; "
+            "marketplace: a marketplace's orders and reviews export."
+        ),
+    ] = "multichannel",
 ) -> None:
-    """Write sample landing files in the four native formats, plus ground truth."""
+    """Write sample landing files in native formats, plus ground truth."""
+    from cjm_pipeline.generate import PROFILES
     from cjm_pipeline.generate import generate as run
 
     if customers < 1 or days < 1:
         raise typer.BadParameter("--customers and --days must be at least 1")
+    if profile not in PROFILES:
+        raise typer.BadParameter(
+            f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}",
+            param_hint="--profile",
+        )
     root = out or get_settings().data_dir
     began = time.perf_counter()
-    stats = run(root, customers, _parse_date(start), days, seed)
+    stats = run(root, customers, _parse_date(start), days, seed, profile=profile)
     typer.echo(
         f"wrote {stats['records']:,} records for {customers:,} customers over {days} days "
         f"to {root / 'landing'} (truth in {root / 'truth'}) in {time.perf_counter() - began:.1f} s"
