@@ -24,7 +24,9 @@ sessions as (
     select
         session_id,
         any_value(customer_id) as customer_id,
-        any_value(journey_id) as journey_id,
+        -- the journey of its first event: an event naming an earlier order belongs to
+        -- that order's journey, and can share a session with the next journey's start
+        arg_min(journey_id, (occurred_at, event_id)) as journey_id,
         any_value(session_number) as session_number,
         min(occurred_at) as started_at,
         max(occurred_at) as ended_at,
