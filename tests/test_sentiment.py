@@ -227,3 +227,23 @@ def test_the_scorers_and_the_detector_need_no_network() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(sorted(sentiment.SCORERS.values()))
+
+
+def test_a_night_without_text_still_writes_typed_columns() -> None:
+    """An empty night (or a column of only nulls) must keep the table's types, or the
+    incremental insert and the unit tests that type fixtures from it fail."""
+    import duckdb
+
+    frame = sentiment.to_frame([], build_id=7)
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        types = {name: kind for name, kind, *_ in con.sql("describe frame").fetchall()}
+    assert types == {
+        "event_id": "VARCHAR",
+        "language": "VARCHAR",
+        "language_source": "VARCHAR",
+        "scorer": "VARCHAR",
+        "sentiment_score": "DOUBLE",
+        "sentiment_label": "VARCHAR",
+        "build_id": "BIGINT",
+    }

@@ -140,6 +140,18 @@ def score_texts(
     return out
 
 
+def to_frame(scored: list[tuple], build_id: int) -> pd.DataFrame:
+    """The model's rows as a frame whose columns keep their types when empty or null."""
+    frame = pd.DataFrame(scored, columns=COLUMNS[:-1])
+    frame["sentiment_score"] = frame["sentiment_score"].astype("float64")
+    frame["build_id"] = pd.Series([build_id] * len(frame), dtype="int64")
+    # pandas' string dtype, so a column of only nulls (or a night with no text) is
+    # still VARCHAR in DuckDB, not its NULL type.
+    for column in ("event_id", "language", "language_source", "scorer", "sentiment_label"):
+        frame[column] = frame[column].astype("string")
+    return frame
+
+
 def model(dbt, session):
     dbt.config(
         materialized="incremental",
@@ -153,10 +165,4 @@ def model(dbt, session):
     if dbt.is_incremental:
         texts = texts.filter(f"build_id = {build_id}")
     texts = texts.join(voice, "event_type").select("event_id, text, language")
-    scored = score_texts(texts.fetchall())
-    frame = pd.DataFrame(scored, columns=COLUMNS[:-1])
-    frame["sentiment_score"] = frame["sentiment_score"].astype("float64")
-    frame["build_id"] = pd.Series([build_id] * len(frame), dtype="int64")
-    for column in ("event_id", "language", "language_source", "scorer", "sentiment_label"):
-        frame[column] = frame[column].astype("object")
-    return frame
+    return to_frame(score_texts(texts.fetchall()), build_id)
