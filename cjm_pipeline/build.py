@@ -159,7 +159,7 @@ def fingerprint(settings: Settings) -> str:
     digest.update((PROJECT_ROOT / "dbt_project.yml").read_bytes())
     models = PROJECT_ROOT / "models"
     for path in sorted(models.rglob("*")):
-        if path.suffix in {".sql", ".csv"}:
+        if path.suffix in {".sql", ".csv", ".py"}:
             digest.update(path.relative_to(models).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

@@ -35,6 +35,7 @@ MARTS: tuple[str, ...] = (
     "agg_touchpoint_dropoff",
     "agg_stage_actions",
     "agg_stage_sentiment",
+    "agg_text_languages",
     "agg_transitions",
     "agg_journey_variants",
     "agg_attribution",

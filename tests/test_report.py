@@ -98,9 +98,13 @@ def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
         # Every journey with a path leaves '(start)' once and ends once, in its status.
         # At the stage level the path is the journey's progress, so it starts as often
         # as journeys enter discovery or later, like the funnel.
+        # Paths are drawn for the funnel populations (known and anonymous journeys).
+        in_funnel = "select journey_id from fct_journeys where population in ('known', 'anonymous')"
         with_path = {
-            "touchpoint": "select journey_id from int_journey_steps",
-            "stage": "select journey_id from fct_journeys where furthest_stage_order >= 1",
+            "touchpoint": (
+                f"select journey_id from int_journey_steps where journey_id in ({in_funnel})"
+            ),
+            "stage": f"{in_funnel} and furthest_stage_order >= 1",
         }
         for level, journeys_with_path in with_path.items():
             starts, drops = con.execute(
@@ -136,16 +140,26 @@ def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
         )
         assert {stage: drops_after.get(stage, 0) for stage in funnel_drops} == funnel_drops
 
-        # Conformance covers every journey once; the aggregate adds up to it.
+        # Conformance covers every journey once; the aggregate adds up to the funnel
+        # populations' journeys.
         assert scalar(con, "select count(*) from fct_journey_conformance") == journeys
-        assert scalar(con, "select sum(journeys) from agg_path_conformance") == journeys
-
-        # Every text is scored once, and the sentiment mart counts them all.
-        texts = scalar(
-            con, "select count(*) from fct_journey_events where text is not null and text != ''"
+        assert scalar(con, "select sum(journeys) from agg_path_conformance") == scalar(
+            con, f"select count(*) from ({in_funnel})"
         )
+
+        # Every text of the customers' voice is scored once (or counted as not scored),
+        # and the sentiment mart counts them all; search queries are not voice.
+        texts = scalar(
+            con,
+            "select count(*) from fct_journey_events where text is not null and text != '' "
+            "and event_type in (select event_type from voice_event_types)",
+        )
+        assert texts > 0
         assert scalar(con, "select count(*) from int_text_sentiment") == texts
-        assert scalar(con, "select sum(texts) from agg_stage_sentiment") == texts
+        assert (
+            scalar(con, "select sum(texts) + sum(texts_not_scored) from agg_stage_sentiment")
+            == texts
+        )
 
         # Personas split the funnel without losing a journey.
         by_persona = scalar(
@@ -153,7 +167,9 @@ def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
             "select sum(journeys_entered) from agg_stage_funnel where stage = 'discovery'",
         )
         entered = scalar(
-            con, "select count(*) from fct_journeys where discovery_entered_at is not null"
+            con,
+            f"select count(*) from fct_journeys where discovery_entered_at is not null "
+            f"and journey_id in ({in_funnel})",
         )
         assert by_persona == entered
         assert scalar(con, "select count(*) from dim_customers where journeys > 0") == scalar(

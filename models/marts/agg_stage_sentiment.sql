@@ -1,8 +1,9 @@
 -- The emotion curve of the journey map: per period (of the event), stage,
--- touchpoint and persona, the review ratings and the sentiment of review and
--- social text (int_text_sentiment, lexicon-based, english). Averages come with
--- their sums and counts so any roll-up (all personas, all periods) is
--- sum / count.
+-- touchpoint and persona, the review ratings and the sentiment of the customers'
+-- voice (int_text_sentiment: reviews, posts, comments, messages and shares, scored
+-- per language; search queries are never in it). Ratings count every rated event.
+-- Averages come with their sums and counts so any roll-up (all personas, all
+-- periods) is sum / count; texts in a language without a scorer are counted apart.
 with journey_events as (
     select * from {{ ref('fct_journey_events') }}
     where text is not null or rating is not null
@@ -34,6 +35,8 @@ scored as (
     from journey_events
     left join sentiment on journey_events.event_id = sentiment.event_id
     left join customers on journey_events.customer_id = customers.customer_id
+    -- text that is not the customers' voice (a search query) counts for nothing here
+    where journey_events.rating is not null or sentiment.event_id is not null
 ),
 
 final as (
@@ -53,6 +56,7 @@ final as (
         count(*) filter (where scored.sentiment_label = 'positive') as texts_positive,
         count(*) filter (where scored.sentiment_label = 'neutral') as texts_neutral,
         count(*) filter (where scored.sentiment_label = 'negative') as texts_negative,
+        count(*) filter (where scored.sentiment_label = 'not_scored') as texts_not_scored,
         count(scored.rating) as ratings,
         sum(scored.rating) as rating_sum,
         round(avg(scored.rating), 6) as average_rating,
