@@ -26,6 +26,21 @@ MODELS = ("first_touch", "last_touch", "linear", "position_based", "time_decay",
 SANKEY_STEPS = 6  # columns of the Sankey after '(start)'
 SANKEY_NODES_PER_STEP = 8  # touchpoints per column; the rest are drawn as one node
 OTHER_TOUCHPOINTS = "(other touchpoints)"
+# What the funnel's outcome columns mean where the stage gives them another name: an
+# order closes the pre-purchase journey; after it, loyalty signals within the return
+# window decide.
+OUTCOME_LABELS: dict[str, dict[str, str]] = {
+    "purchase": {"advanced": "Ordered", "dropped": "Abandoned checkout"},
+    "experience": {"advanced": "Retained", "dropped": "Lapsed", "in_progress": "In return window"},
+}
+FUNNEL_POPULATIONS = "population in ('known', 'anonymous')"
+
+
+def _funnel_only(where: str) -> str:
+    """A persona filter narrowed to the journeys the funnel counts."""
+    return f"{where} and {FUNNEL_POPULATIONS}" if where else f"where {FUNNEL_POPULATIONS}"
+
+
 TOP_ACTIONS = 5
 TOP_TOUCHPOINTS = 6
 TOP_OPPORTUNITIES = 8
@@ -224,6 +239,7 @@ class _Reader:
             )
         }
         post_purchase = {st["stage"] for st in stages if st["funnel"] == "post_purchase"}
+        unclassified = funnel.get("unclassified", {})
         touchpoints = self.touchpoints(where, params, post_purchase)
         emotion = self.emotion(where, params)
         actions = self.actions(where, params)
@@ -239,6 +255,7 @@ class _Reader:
             stage_views.append(
                 {
                     "stage": name,
+                    "labels": OUTCOME_LABELS.get(name, {}),
                     "entered": entered,
                     "advanced": advanced,
                     "dropped": dropped,
@@ -259,11 +276,22 @@ class _Reader:
                 }
             )
         _pain_points(stage_views, touchpoints, emotion)
+        # The header counts every journey, and states whose they are: the funnel counts
+        # known and anonymous journeys; unlinked voices and unclassified journeys are
+        # counted here so nothing vanishes.
         kpis = self.rows(
             "select count(distinct customer_id) as customers, count(*) as journeys, "
             "count(*) filter (where status = 'converted') as converted, "
-            "count(*) filter (where status = 'dropped') as dropped, "
-            "count(*) filter (where status = 'in_progress') as in_progress "
+            "count(*) filter (where status = 'dropped' and population in ('known', 'anonymous'))"
+            " as dropped, "
+            "count(*) filter (where status = 'in_progress' "
+            "and population in ('known', 'anonymous')) as in_progress, "
+            "count(*) filter (where post_purchase_outcome = 'retained') as retained, "
+            "count(*) filter (where post_purchase_outcome = 'lapsed') as lapsed, "
+            "count(*) filter (where population = 'known') as known, "
+            "count(*) filter (where population = 'anonymous') as anonymous, "
+            "count(*) filter (where population = 'unlinked_voice') as unlinked_voice, "
+            "count(*) filter (where population = 'unclassified') as unclassified "
             "from fct_journeys "
             + (
                 ""
@@ -275,6 +303,7 @@ class _Reader:
         )[0]
         return {
             **{k: int(v or 0) for k, v in kpis.items()},
+            "unclassified_in_funnel": int(unclassified.get("entered") or 0),
             "stages": stage_views,
             "opportunities": opportunities,
             "dropoff_over_time": self.dropoff_over_time(where, params),
@@ -289,7 +318,7 @@ class _Reader:
             "sum(journeys_touching) as journeys_touching, "
             "sum(journeys_dropped_after) as journeys_dropped_after, "
             "sum(post_purchase_dropped_after) as post_purchase_dropped_after "
-            f"from agg_touchpoint_dropoff {where} group by stage, touchpoint_id "
+            f"from agg_touchpoint_dropoff {_funnel_only(where)} group by stage, touchpoint_id "
             "order by journeys_touching desc, touchpoint_id",
             params,
         )

@@ -235,13 +235,27 @@
     byId("persona-description").textContent = persona ? str(persona.description) : "";
   }
 
+  // Every journey is counted in the header, with whose it is: the funnel counts the
+  // known and anonymous journeys; unlinked voices (reviews, mentions and comments
+  // only) and journeys of no stage are counted beside it, never lost.
   const KPIS = [
     ["customers", "Customers"],
     ["journeys", "Journeys"],
     ["converted", "Converted"],
     ["dropped", "Dropped"],
     ["in_progress", "In progress"],
+    ["retained", "Retained after an order"],
+    ["lapsed", "Lapsed after an order"],
+    ["known", "Known customers' journeys"],
+    ["anonymous", "Anonymous journeys"],
+    ["unlinked_voice", "Unlinked voices (not in the funnel)"],
+    ["unclassified", "Unclassified (no stage)"],
   ];
+
+  // The stage's own name for an outcome (at purchase, "Ordered"; after it, "Retained").
+  function outcomeLabel(row, key, fallback) {
+    return (row && row.labels && str(row.labels[key])) || fallback;
+  }
 
   function renderKpis(view) {
     const strip = clear(byId("kpi-strip"));
@@ -382,10 +396,21 @@
       h(
         "dl",
         { class: "metric-list" },
-        metricRow("Advanced", "advanced", stageId, fmtInt(row.advanced)),
-        metricRow("Dropped", "dropped", stageId, fmtInt(row.dropped), "is-drop"),
+        metricRow(outcomeLabel(row, "advanced", "Advanced"), "advanced", stageId, fmtInt(row.advanced)),
+        metricRow(
+          outcomeLabel(row, "dropped", "Dropped"),
+          "dropped",
+          stageId,
+          fmtInt(row.dropped),
+          "is-drop",
+        ),
         metricRow("Drop-off rate", "drop_off_rate", stageId, fmtPct(rate), "is-drop"),
-        metricRow("In progress", "in_progress", stageId, fmtInt(row.in_progress)),
+        metricRow(
+          outcomeLabel(row, "in_progress", "In progress"),
+          "in_progress",
+          stageId,
+          fmtInt(row.in_progress),
+        ),
         num(row.completed)
           ? metricRow("Completed", "completed", stageId, fmtInt(row.completed))
           : null,
@@ -704,7 +729,7 @@
                       { "data-funnel": "advanced", "data-stage": id },
                       fmtInt(row.advanced),
                     ),
-                    " advanced",
+                    ` ${outcomeLabel(row, "advanced", "advanced").toLowerCase()}`,
                   ],
             ),
           ),
@@ -721,7 +746,7 @@
               { class: "drop-note" },
               "↓ ",
               h("span", { "data-funnel": "dropped", "data-stage": id }, fmtInt(row.dropped)),
-              " dropped (",
+              ` ${outcomeLabel(row, "dropped", "dropped").toLowerCase()} (`,
               h(
                 "span",
                 { "data-funnel": "drop_off_rate", "data-stage": id },
@@ -740,6 +765,17 @@
         );
       }
     });
+    // Journeys whose activity matched no stage rule are counted, not dropped from view.
+    if (num(view.unclassified_in_funnel)) {
+      chart.append(
+        h(
+          "p",
+          { class: "funnel-unclassified", "data-funnel": "unclassified" },
+          `${fmtInt(view.unclassified_in_funnel)} journeys reached no stage: their activity ` +
+            "matched no stage rule (add one to the stage_rules seed).",
+        ),
+      );
+    }
   }
 
   // ---------------------------------------------------------------- Sankey
