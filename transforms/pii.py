@@ -72,7 +72,9 @@ PII_KEYS: tuple[str, ...] = (
 )
 _KEY_ALTERNATIVES = "|".join(k.replace("-", r"\-") for k in PII_KEYS)
 _PII_JSON_MEMBER = rf'(?i)("(?:{_KEY_ALTERNATIVES})"\s*:\s*)"(?:[^"\\]|\\.)*"'
-_PII_QUERY_PARAMETER = rf"(?i)([?&#;](?:{_KEY_ALTERNATIVES})=)[^&#;]*"
+# The value ends at the next parameter, or at a quote, a backslash or white space: a
+# URL held in a JSON string or in free text keeps the quote and words that follow it.
+_PII_QUERY_PARAMETER = rf'(?i)([?&#;](?:{_KEY_ALTERNATIVES})=)[^&#;"\\\s]*'
 _PII_PARAMETER_KEY = rf"(?i)[?&#;](?:{_KEY_ALTERNATIVES})="
 # user:password@ in a URL's authority is never kept.
 _URL_USERINFO = r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@]*@"
