@@ -217,7 +217,7 @@ def test_reviews_jsonl_and_csv(workspace) -> None:
         rv(review_id="r-2", rating=7),
         rv(review_id="r-3", rating="five"),
         rv(review_id="r-4", rating=None),
-        rv(review_id="r-5", reviewer_email=None),
+        rv(review_id="r-5", reviewer_email=None, order_id=None),
         rv(review_id="r-6", rating=3.5),
     ]
     land(workspace, "reviews", DAY, "reviews.jsonl", "\n".join(lines))
@@ -226,20 +226,32 @@ def test_reviews_jsonl_and_csv(workspace) -> None:
         "reviews",
         DAY,
         "reviews.csv",
-        "review_id,platform,reviewer_handle,rating,created_at\n"
-        "r-7,google,Mia P.,5,2026-10-05T06:00:00Z\n",
+        "review_id,platform,reviewer_handle,rating,created_at,order_id,recommended\n"
+        "r-7,google,Mia P.,5,2026-10-05T06:00:00Z,,\n"
+        # A marketplace review: keyed by its order alone; the buyer says they recommend.
+        "r-8,marketplace,,5,2026-10-05T06:30:00Z,o-9, Yes\n"
+        "r-9,marketplace,,2,2026-10-05T06:40:00Z,o-10,0\n"
+        "r-10,marketplace,,4,2026-10-05T06:50:00Z,o-11,maybe\n",
     )
     m = ingest_one(workspace, "reviews", D)
-    assert (m.read, m.accepted) == (7, 2)
+    assert (m.read, m.accepted) == (10, 4)
     assert m.quarantined_by_reason == {
         "missing_identity": 1,
         "rating_out_of_range": 3,
-        "wrong_type": 1,
+        "wrong_type": 2,
     }
     events = lake_events(workspace, "reviews").sort("native_id")
-    assert events["rating"].to_list() == [4, 5]
-    assert events["platform"].to_list() == ["trustpilot", "google"]
+    assert events["native_id"].to_list() == ["r-1", "r-7", "r-8", "r-9"]
+    assert events["rating"].to_list() == [4, 5, 5, 2]
+    assert events["platform"].to_list() == ["trustpilot", "google", "marketplace", "marketplace"]
+    assert events["order_id"].to_list() == ["o-1", None, "o-9", "o-10"]
     assert json.loads(events["properties"][0]) == {"title": "Good", "language": "en"}
+    assert [json.loads(p).get("recommended") for p in events["properties"]] == [
+        None,
+        None,
+        True,
+        False,
+    ]
     q = lake_quarantine(workspace, "reviews")
     assert not q["raw_redacted"].str.contains("mia@post.example").any()
 

@@ -1,7 +1,11 @@
 """Reviews: a review-platform export, CSV (with a header) or JSON lines.
 
-Columns: review_id, platform, reviewer_email, reviewer_handle (one of the two is
-required), rating (1-5), title, text, language, created_at (ISO-8601), order_id.
+Columns: review_id, platform, reviewer_email, reviewer_handle, order_id (one of the
+three is required: a marketplace keys its reviews by order only, and the order id links
+the review to its buyer), rating (1-5), title, text, language, created_at (ISO-8601), and
+recommended where the platform asks whether the reviewer would recommend the brand or
+product (true/false, yes/no, 1/0; empty when not asked). A review that says it
+recommends is a loyalty signal (the loyalty_signals seed).
 """
 
 from __future__ import annotations
@@ -38,9 +42,12 @@ COLUMNS = [
     "language",
     "created_at",
     "order_id",
+    "recommended",
 ]
 REQUIRED = ["review_id", "platform", "rating", "created_at"]
 PII_COLUMNS = ("reviewer_email", "reviewer_handle")
+YES = ("true", "yes", "y", "1")
+NO = ("false", "no", "n", "0")
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
@@ -54,7 +61,17 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
 def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
     rating_text = pl.col("_rating_text")
     rating_number = number(rating_text)
-    records = parsed.records.with_columns(_rating_text=pl.col("rating").str.strip_chars())
+    recommended_text = pl.col("_recommended_text")
+    recommended = (
+        pl.when(recommended_text.is_in(YES))
+        .then(pl.lit(True))
+        .when(recommended_text.is_in(NO))
+        .then(pl.lit(False))
+    )
+    records = parsed.records.with_columns(
+        _rating_text=pl.col("rating").str.strip_chars(),
+        _recommended_text=pl.col("recommended").str.strip_chars().str.to_lowercase(),
+    )
     prepared = records.with_columns(
         native_id=pl.col("review_id"),
         native_event=pl.lit("review"),
@@ -67,19 +84,31 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         channel=pl.lit("reviews"),
         rating=rating_number,
         text=pl.col("text"),
-        properties=json_object(title="title", language=pl.col("language").str.to_lowercase()),
+        properties=json_object(
+            title="title", language=pl.col("language").str.to_lowercase(), recommended=recommended
+        ),
     )
     rules = [
         missing_id_rule(pl.col("native_id"), "review_id", ctx),
         Rule(
             "missing_identity",
-            pl.col("_email").is_null() & pl.col("_handle").is_null(),
-            pl.lit("the review has neither a reviewer email nor a reviewer handle"),
+            pl.col("_email").is_null()
+            & pl.col("_handle").is_null()
+            & (pl.col("order_id").str.strip_chars().replace("", None).is_null()),
+            pl.lit("the review has no reviewer email, reviewer handle or order id"),
         ),
         Rule(
             "wrong_type",
             rating_text.is_not_null() & rating_number.is_null(),
             pl.format("rating '{}' is not a number", excerpt(rating_text)),
+        ),
+        Rule(
+            "wrong_type",
+            (recommended_text.is_not_null() & (recommended_text != "")) & recommended.is_null(),
+            pl.format(
+                "recommended '{}' is neither true nor false (yes/no, 1/0)",
+                excerpt(pl.col("recommended").str.strip_chars()),
+            ),
         ),
         Rule(
             "rating_out_of_range",

@@ -11,7 +11,8 @@
   have not happened are null. ``estimated_delivery_at`` is the promise made at
   purchase, so it may lie after the landing day.
 - ``reviews/<day>/reviews.csv``: the reviews adapter's CSV, keyed by order id only
-  (no reviewer email or handle), on the day each review was written.
+  (no reviewer email or handle), on the day each review was written; where the
+  platform asked, whether the buyer recommends the product.
 
 Every customer has a stable ``customer_id``; about 3% buy again (some within 90
 days of their previous order, some later: gaps beyond 90 days need a range longer
@@ -62,6 +63,9 @@ REVIEW_SHARE = 0.6
 LATE_REVIEW_SHARE = 0.05  # written more than 30 days after the purchase
 NO_TEXT_SHARE = 0.25
 LANGUAGE_GIVEN_SHARE = 0.5
+# Share of reviews where the platform asked whether the buyer would recommend the
+# product; a happy buyer mostly says yes.
+RECOMMEND_ASKED_SHARE = 0.4
 MALFORMED_RATE = 0.005
 DUPLICATE_RATE = 0.005
 # Ratings skew positive as on real marketplaces; a late or returned order is rated
@@ -96,6 +100,9 @@ def _review(rng: random.Random, order: Order, end: datetime) -> tuple[dict, dict
         language = rng.choices(list(LANGUAGES), list(LANGUAGES.values()))[0]
         title, text = compose(rng, language, rating, order.late)
     shown = language if language and rng.random() < LANGUAGE_GIVEN_SHARE else ""
+    recommended = None
+    if rng.random() < RECOMMEND_ASKED_SHARE:
+        recommended = rng.random() < {5: 0.95, 4: 0.8, 3: 0.3}.get(rating, 0.03)
     review_id = f"{rng.getrandbits(128):032x}"
     if created >= end:
         return None
@@ -110,6 +117,7 @@ def _review(rng: random.Random, order: Order, end: datetime) -> tuple[dict, dict
         "language": shown,
         "created_at": iso(created),
         "order_id": order.order_id,
+        "recommended": "" if recommended is None else str(recommended).lower(),
     }
     truth = {
         "review_id": review_id,
@@ -118,6 +126,7 @@ def _review(rng: random.Random, order: Order, end: datetime) -> tuple[dict, dict
         "rating": rating,
         "language": language,
         "has_text": bool(text),
+        "recommended": recommended,
         "created_at": created,
     }
     return row, truth
@@ -313,6 +322,7 @@ REVIEW_SCHEMA = {
     "rating": pl.Int64,
     "language": pl.String,
     "has_text": pl.Boolean,
+    "recommended": pl.Boolean,
     "created_at": pl.Datetime("us", "UTC"),
 }
 
