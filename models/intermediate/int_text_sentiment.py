@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import warnings
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from functools import cache
+from importlib.metadata import distribution
 
 import pandas as pd
 
@@ -44,7 +46,31 @@ SCORERS = {
     "pt": "leia_pt",
     "es": "sentiment_spanish_es",
     "fr": "textblob_fr",
+    "de": "textblob_de",
 }
+# German reads the polarity lexicon textblob-de ships (Klenner et al.'s German Polarity
+# Lexicon as Pattern XML, Apache-2.0, about 7,400 polar words) with the scorer below:
+# the package itself no longer imports with current TextBlob.
+GERMAN_LEXICON = "textblob_de/data/de-sentiment.xml"
+# Words the lexicon rates polar (kaufen, bezahlen and passen negative, Qualität
+# positive) that in a shop's reviews only name the purchase, the payment, the fit or
+# the aspect judged.
+GERMAN_SHOP_NEUTRAL = frozenset({"kaufen", "bezahlen", "passen", "Qualität"})
+GERMAN_NEGATIONS = frozenset(
+    {"nicht", "nie", "niemals", "nichts", "ohne", "kein", "keine", "keinem", "keinen", "keiner"}
+)
+# Inflection endings of adjectives and nouns, longest first, tried when a word form is
+# not in the lexicon (which holds base forms): "freundlicher" -> "freundlich".
+GERMAN_ENDINGS = ("sten", "ste", "em", "en", "er", "es", "e")
+# A noun in a review is mostly the thing judged ("Lieferung", "Service"); the judgement
+# is its adjective or verb, so a noun's polarity counts half.
+GERMAN_NOUN_WEIGHT = 0.5
+# VADER's scalar: a negated word counts -0.74 times its polarity ("nicht schlecht" is
+# mildly positive, "nicht gut" clearly negative).
+NEGATION_SCALAR = -0.74
+# A negation governs the first polar word up to this many words after it, else the
+# nearest one before it in its clause ("Die Größe stimmt nicht").
+NEGATION_REACH = 3
 
 
 def normalise_language(declared: str | None) -> str | None:
@@ -79,6 +105,64 @@ def language_of(text: str, declared: str | None) -> tuple[str | None, str]:
     return (detected, "detected") if detected is not None else (None, "unknown")
 
 
+class GermanLexiconScorer:
+    """The weighted mean polarity of a text's polar words, -1..1; 0 without any.
+
+    Each word is looked up as written, then case-folded, then without an inflection
+    ending, then a participle ("gefreut") as its infinitive ("freuen"). A negation flips
+    one polar word of its clause (see NEGATION_REACH).
+    """
+
+    def __init__(self, lexicon_path) -> None:
+        self.exact: dict[str, tuple[float, float]] = {}
+        self.folded: dict[str, tuple[float, float]] = {}
+        for word in ET.parse(lexicon_path).getroot().iter("word"):
+            form, polarity = word.get("form"), float(word.get("polarity"))
+            if polarity == 0 or form in GERMAN_SHOP_NEUTRAL:
+                continue
+            entry = (polarity, GERMAN_NOUN_WEIGHT if word.get("pos") == "NN" else 1.0)
+            self.exact[form] = entry
+            # A noun and a verb or adjective of one spelling ("Elend", "elend"): the
+            # case-folded form, read for a word capitalised as the first of a sentence,
+            # keeps the stronger.
+            known = self.folded.get(form.lower())
+            if known is None or abs(entry[0] * entry[1]) > abs(known[0] * known[1]):
+                self.folded[form.lower()] = entry
+
+    def lookup(self, word: str) -> tuple[float, float] | None:
+        if word in self.exact:
+            return self.exact[word]
+        folded = word.lower()
+        if folded in self.folded:
+            return self.folded[folded]
+        for ending in GERMAN_ENDINGS:
+            stem = folded.removesuffix(ending)
+            if stem != folded and len(stem) >= 3 and stem in self.folded:
+                return self.folded[stem]
+        if folded.startswith("ge") and folded.endswith("t"):
+            return self.folded.get(folded[2:-1] + "en")
+        return None
+
+    def __call__(self, text: str) -> float:
+        total = weights = 0.0
+        for clause in re.split(r"[.,;:!?]", text):
+            words = WORD.findall(clause)
+            negated = [word.lower() in GERMAN_NEGATIONS for word in words]
+            found = [None if neg else self.lookup(w) for w, neg in zip(words, negated, strict=True)]
+            for at in (i for i, neg in enumerate(negated) if neg):
+                after = [j for j in range(at + 1, at + 1 + NEGATION_REACH) if j < len(words)]
+                target = next((j for j in after if found[j]), None)
+                if target is None:
+                    target = next((j for j in range(at - 1, -1, -1) if found[j]), None)
+                if target is not None:
+                    polarity, weight = found[target]
+                    found[target] = (NEGATION_SCALAR * polarity, weight)
+            for polarity, weight in filter(None, found):
+                total += polarity * weight
+                weights += weight
+        return total / weights if weights else 0.0
+
+
 # Each analyser is built once per process, and only for a language that has texts.
 @cache
 def _analyser(language: str) -> Callable[[str], float]:
@@ -108,6 +192,9 @@ def _analyser(language: str) -> Callable[[str], float]:
 
         blob = Blobber(pos_tagger=PatternTagger(), analyzer=PatternAnalyzer())
         return lambda text: float(blob(text).sentiment[0])
+    if language == "de":
+        # Located through the installed distribution: importing textblob_de would fail.
+        return GermanLexiconScorer(distribution("textblob-de").locate_file(GERMAN_LEXICON))
     raise KeyError(language)
 
 
