@@ -74,7 +74,9 @@ REQUIRED: list[str | tuple[str, ...]] = [
     (*ALIASES["customer_id"], *ALIASES["email"]),
 ]
 PII_COLUMNS = ALIASES["email"]
-ITEM = pl.Struct(dict.fromkeys(["product_id", "seller_id", "price", "freight", "quantity"], pl.String))
+ITEM = pl.Struct(
+    dict.fromkeys(["product_id", "seller_id", "price", "freight", "quantity"], pl.String)
+)
 NATIVE_DTYPE = pl.Struct({**dict.fromkeys(COLUMNS, pl.String), "items": pl.List(ITEM)})
 
 # The statuses an order may have (lower case). Those not listed with an event of their
@@ -95,7 +97,14 @@ STATUSES = (
     "refunded",
 )
 # Times that are events (the estimate is a promise, not an event).
-EVENT_TIMES = ("purchased_at", "approved_at", "shipped_at", "delivered_at", "canceled_at", "returned_at")
+EVENT_TIMES = (
+    "purchased_at",
+    "approved_at",
+    "shipped_at",
+    "delivered_at",
+    "canceled_at",
+    "returned_at",
+)
 CHECKED_TIMES = (*EVENT_TIMES[1:], "estimated_delivery_at", "updated_at")
 
 
@@ -129,12 +138,19 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
     columns = records.columns
     texts = {f"_{name}_text": _field(name, columns) for name in ALIASES}
     records = records.with_columns(**texts)
-    times = {name: parse_timestamp(pl.col(f"_{name}_text")) for name in (*EVENT_TIMES, *CHECKED_TIMES[-2:])}
+    times = {
+        name: parse_timestamp(pl.col(f"_{name}_text"))
+        for name in (*EVENT_TIMES, *CHECKED_TIMES[-2:])
+    }
     item = pl.element().struct.field
     quantity = pl.coalesce(number(item("quantity")), pl.lit(1.0))
-    line_value = number(item("price")) * quantity + pl.coalesce(number(item("freight")), pl.lit(0.0))
+    line_value = number(item("price")) * quantity + pl.coalesce(
+        number(item("freight")), pl.lit(0.0)
+    )
     items = pl.col("items")
-    item_revenue = pl.when(items.list.len() > 0).then(items.list.eval(line_value).list.sum().round(2))
+    item_revenue = pl.when(items.list.len() > 0).then(
+        items.list.eval(line_value).list.sum().round(2)
+    )
     status = pl.col("_status_text").str.to_lowercase().replace("cancelled", "canceled")
     prepared = records.with_columns(
         native_id=pl.col("_order_id_text"),
@@ -183,12 +199,13 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             pl.concat_str(
                 pl.when(pl.col("_bad_items").fill_null(False)).then(
                     pl.lit(
-                        "an item's price, freight or quantity is missing, not a number or "
-                        "negative"
+                        "an item's price, freight or quantity is missing, not a number or negative"
                     )
                 ),
                 pl.when(_bad_amount(pl.col("_total_text"))).then(
-                    pl.format("total '{}' is not a number or negative", excerpt(pl.col("_total_text")))
+                    pl.format(
+                        "total '{}' is not a number or negative", excerpt(pl.col("_total_text"))
+                    )
                 ),
                 separator="; ",
                 ignore_nulls=True,
@@ -199,7 +216,9 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             Rule(
                 "invalid_timestamp",
                 pl.col(f"_{name}_text").is_not_null() & _parsed(name).is_null(),
-                pl.format(f"{name} '{{}}' is not a valid timestamp", excerpt(pl.col(f"_{name}_text"))),
+                pl.format(
+                    f"{name} '{{}}' is not a valid timestamp", excerpt(pl.col(f"_{name}_text"))
+                ),
             )
             for name in CHECKED_TIMES
         ),
@@ -261,7 +280,9 @@ def _events(accepted: pl.DataFrame, ctx: BatchContext, rel: str) -> pl.DataFrame
                 revenue=pl.coalesce("_total", "_item_revenue") if is_order else pl.lit(None),
                 properties=json_object(
                     status=status,
-                    currency=pl.col("_currency_text").str.to_uppercase() if is_order else pl.lit(None),
+                    currency=pl.col("_currency_text").str.to_uppercase()
+                    if is_order
+                    else pl.lit(None),
                     items=pl.col("_item_count") if is_order else pl.lit(None),
                     estimated_delivery_at=_iso(estimated)
                     if event_type == "order_delivered"
