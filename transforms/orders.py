@@ -105,7 +105,7 @@ EVENT_TIMES = (
     "canceled_at",
     "returned_at",
 )
-CHECKED_TIMES = (*EVENT_TIMES[1:], "estimated_delivery_at", "updated_at")
+TIMES = (*EVENT_TIMES, "estimated_delivery_at", "updated_at")
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
@@ -138,10 +138,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
     columns = records.columns
     texts = {f"_{name}_text": _field(name, columns) for name in ALIASES}
     records = records.with_columns(**texts)
-    times = {
-        name: parse_timestamp(pl.col(f"_{name}_text"))
-        for name in (*EVENT_TIMES, *CHECKED_TIMES[-2:])
-    }
+    times = {name: parse_timestamp(pl.col(f"_{name}_text")) for name in TIMES}
     item = pl.element().struct.field
     quantity = pl.coalesce(number(item("quantity")), pl.lit(1.0))
     line_value = number(item("price")) * quantity + pl.coalesce(
@@ -215,12 +212,12 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         *(
             Rule(
                 "invalid_timestamp",
-                pl.col(f"_{name}_text").is_not_null() & _parsed(name).is_null(),
+                pl.col(f"_{name}_text").is_not_null() & pl.col(f"_{name}").is_null(),
                 pl.format(
                     f"{name} '{{}}' is not a valid timestamp", excerpt(pl.col(f"_{name}_text"))
                 ),
             )
-            for name in CHECKED_TIMES
+            for name in TIMES[1:]
         ),
         Rule(
             "future_timestamp",
@@ -234,10 +231,6 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         ),
     ]
     return prepared, rules
-
-
-def _parsed(name: str) -> pl.Expr:
-    return parse_timestamp(pl.col(f"_{name}_text"))
 
 
 def _iso(expr: pl.Expr) -> pl.Expr:
