@@ -25,7 +25,7 @@ from cjm_pipeline.lock import LockError, night_lock, refuse_during_night
 from cjm_pipeline.settings import Settings, SettingsError, get_settings, unknown_variables
 
 app = typer.Typer(
-    help="cjm-pipeline: customer journeys from web, email, social and review events.",
+    help="cjm-pipeline: customer journeys from web, email, social, review and order events.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -136,7 +136,10 @@ def ingest(
     start: Start = None,
     end: End = None,
     source: Annotated[
-        list[str] | None, typer.Option(help="Only these sources (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Only these sources (repeatable): web, email, social, reviews, orders, crm."
+        ),
     ] = None,
     data_dir: DataDir = None,
     workers: Annotated[

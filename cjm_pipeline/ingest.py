@@ -42,7 +42,7 @@ import polars as pl
 
 from cjm_pipeline.files import atomic_write_text, fsync_path
 from cjm_pipeline.settings import ALL_SOURCES, Settings
-from transforms import crm, email, pii, reviews, social, web
+from transforms import crm, email, orders, pii, reviews, social, web
 from transforms.common import AdapterResult, BatchContext, whole_file_rejected
 from transforms.readers import Limits, UnreadableFileError
 from transforms.schema import CANONICAL_SCHEMA, CRM_SCHEMA, QUARANTINE_SCHEMA
@@ -52,6 +52,7 @@ ADAPTERS: dict[str, ModuleType] = {
     "email": email,
     "social": social,
     "reviews": reviews,
+    "orders": orders,
     "crm": crm,
 }
 
@@ -101,6 +102,9 @@ class Manifest:
     duplicates: int = 0
     duplicates_in_batch: int = 0
     duplicates_other_dates: int = 0
+    # Rows written to the events partition: the accepted records, except for a source
+    # whose record makes several events (orders), where the counts above are records.
+    events: int = 0
     files: list[FileCount] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
@@ -388,8 +392,9 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
         # Within the batch the first delivery in file order wins; everything that does
         # not depend on other dates is done here, in the (parallel) parse step.
         first = pl.col("event_id").is_first_distinct()
-        _count_duplicates(manifest, accepted.filter(~first))
-        accepted = accepted.filter(first)
+        kept = accepted.filter(first)
+        _count_duplicates(manifest, _dropped_records(source, accepted.filter(~first), kept))
+        accepted = kept
         manifest.duplicates_in_batch = sum(f.duplicates for f in manifest.files)
         accepted = accepted.sort("occurred_at", "event_id")
     batch.accepted = accepted
@@ -405,8 +410,31 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
     return batch
 
 
+def record_key(source: str) -> tuple[str, ...] | None:
+    """The event columns that name the record an event came from, for a source whose
+    record makes several events (None: one event per record)."""
+    return getattr(ADAPTERS[source], "RECORD_KEY", None)
+
+
+def _records(source: str, events: pl.DataFrame) -> pl.DataFrame:
+    """One row per record the events came from (each with its ``source_file``)."""
+    key = record_key(source)
+    return events.select("source_file") if key is None else events.select(key).unique()
+
+
+def _dropped_records(source: str, dropped: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+    """The records all of whose events were dropped as duplicates: a record that still
+    has a new event (a re-exported order with a new status) is accepted, not a
+    duplicate. One row per record, with its ``source_file``."""
+    key = record_key(source)
+    if key is None or dropped.height == 0:
+        return dropped.select("source_file")
+    return _records(source, dropped).join(_records(source, kept), on=list(key), how="anti")
+
+
 def _count_duplicates(manifest: Manifest, dropped: pl.DataFrame, sign: int = 1) -> None:
-    """Move ``dropped`` events of each file from its accepted count to its duplicates."""
+    """Move the ``dropped`` records of each file (one row each, with its
+    ``source_file``) from its accepted count to its duplicates."""
     if dropped.height == 0:
         return
     by_file = dict(dropped.group_by("source_file").len().iter_rows())
@@ -538,15 +566,19 @@ def _dedupe(seen: SeenIds, day: date, events: pl.DataFrame, manifest: Manifest) 
     """Drop the events an earlier landing date already holds (the batch is deduplicated)."""
     earlier = [keyed for _, keyed in seen.neighbours(day, later=False)]
     fresh = events
+    dropped = 0
     if earlier:
         shared = _shared_ids(pl.concat(earlier), _keyed(events["event_id"]))
         if shared.len():
             is_shared = pl.col("event_id").is_in(shared.implode())
-            _count_duplicates(manifest, events.filter(is_shared))
             fresh = events.filter(~is_shared)
-    manifest.duplicates_other_dates = events.height - fresh.height
+            records = _dropped_records(seen.source, events.filter(is_shared), fresh)
+            _count_duplicates(manifest, records)
+            dropped = records.height
+    manifest.duplicates_other_dates = dropped
     manifest.duplicates = manifest.duplicates_in_batch + manifest.duplicates_other_dates
-    manifest.accepted = fresh.height
+    manifest.accepted = _records(seen.source, fresh).height
+    manifest.events = fresh.height
     return fresh
 
 
@@ -576,7 +608,8 @@ def _without(
     events = pl.read_parquet(path)
     is_shared = pl.col("event_id").is_in(shared.implode())
     kept = events.filter(~is_shared)
-    removed = events.height - kept.height
+    records = _dropped_records(seen.source, events.filter(is_shared), kept)
+    removed = records.height
     manifest_path = settings.manifest_path(seen.source, other.isoformat())
     later = None
     if manifest_path.exists():
@@ -584,7 +617,8 @@ def _without(
         later.accepted -= removed
         later.duplicates += removed
         later.duplicates_other_dates += removed
-        _count_duplicates(later, events.filter(is_shared))
+        later.events = kept.height
+        _count_duplicates(later, records)
     return path, kept, later
 
 

@@ -19,7 +19,7 @@ from pydantic import ByteSize, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SOURCES: tuple[str, ...] = ("web", "email", "social", "reviews")
+SOURCES: tuple[str, ...] = ("web", "email", "social", "reviews", "orders")
 # What ingestion reads: the event sources plus the crm export (identity links only).
 ALL_SOURCES: tuple[str, ...] = (*SOURCES, "crm")
 # The BI contract: the marts every build must have, which the gate checks and publish serves.

@@ -437,11 +437,13 @@ def event_lags(settings: Settings) -> dict[str, float]:
 
 
 def event_vocabulary(seed: Path = EVENT_TYPES_SEED) -> dict[str, list[str]]:
-    """The event types of each source, from the dbt seed (the one list the models use)."""
+    """The event types of each source, from the dbt seed (the one list the models use);
+    a type several sources emit names them separated by ';'."""
     vocabulary: dict[str, list[str]] = {}
     with seed.open(newline="") as f:
         for row in csv.DictReader(f):
-            vocabulary.setdefault(row["source"], []).append(row["event_type"])
+            for source in row["source"].split(";"):
+                vocabulary.setdefault(source.strip(), []).append(row["event_type"])
     return {source: sorted(types) for source, types in vocabulary.items()}
 
 
@@ -512,6 +514,9 @@ def ingest_stats(manifest: dict[str, Any], lake_rows: int, max_share: float) -> 
             "quarantined": [quarantined],
             "duplicates": [duplicates],
             "unaccounted": [read - accepted - quarantined - duplicates],
+            # Events written: the accepted records, or more where a record makes several
+            # (an order); a manifest written before the field existed has one per record.
+            "events": [int(manifest.get("events", accepted))],
             "lake_rows": [lake_rows],
             "quarantine_share": [quarantined / read if read else 0.0],
             "quarantine_p_value": [quarantine_p_value(quarantined, read, max_share)],

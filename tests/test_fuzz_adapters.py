@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cjm_pipeline.ingest import ingest_one
 from cjm_pipeline.settings import Settings
-from transforms import crm, email, reviews, social, web
+from transforms import crm, email, orders, reviews, social, web
 
 DAY = date(2026, 10, 5)
 CANARY = "pii.canary.9"
@@ -167,9 +167,12 @@ def _records(text: str, name: str, arrays: bool) -> int:
     rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows:
         return 0
-    adapter = {"reviews": reviews, "mentions": social, "customers": crm}[name.split(".")[0]]
+    adapters = {"reviews": reviews, "mentions": social, "customers": crm, "orders": orders}
+    adapter = adapters[name.split(".")[0]]
     header = [h.strip() for h in rows[0]]
-    if any(required not in header for required in adapter.REQUIRED):
+    # A required entry is a column name, or a tuple of alternatives of which one is needed.
+    alternatives = [(r,) if isinstance(r, str) else r for r in adapter.REQUIRED]
+    if any(not set(names) & set(header) for names in alternatives):
         return 1
     return sum(1 for row in rows[1:] if row and not (len(row) == 1 and not row[0].strip()))
 
@@ -275,3 +278,29 @@ def test_reviews_jsonl_adapter_accounts_for_every_record(text: str, encoding: st
 @given(csv_text(crm.COLUMNS), st.sampled_from(["utf-8", "utf-16", "gzip"]))
 def test_crm_adapter_accounts_for_every_record(text: str, encoding: str) -> None:
     _check("crm", "customers.csv", text, encoding)
+
+
+# An order's fields, with items that are a list of objects (or anything else).
+_ORDER_ITEM = st.fixed_dictionaries(
+    {}, optional=dict.fromkeys(["product_id", "seller_id", "price", "freight", "quantity"], values)
+)
+_ORDERS = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(orders.COLUMNS, st.one_of(values, timestamps)),
+        "items": st.one_of(values, st.lists(_ORDER_ITEM, max_size=3)),
+        "extra": values,
+    },
+)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        csv_text(orders.COLUMNS).map(lambda t: ("orders.csv", t)),
+        json_lines(_ORDERS).map(lambda t: ("orders.jsonl", t)),
+    ),
+    encodings,
+)
+def test_orders_adapter_accounts_for_every_record(file: tuple[str, str], encoding: str) -> None:
+    _check("orders", *file, encoding)

@@ -129,6 +129,15 @@ def test_each_order_is_a_snapshot_landed_on_its_last_change(orders: list[dict]) 
         if status == "delivered":
             assert o["_day"] == o["delivered_at"][:10]
         assert sorted(times.values()) == [times[k] for k in STATUS_TIMES if k in times]
+        # updated_at is the last status change: the cancellation of a canceled or
+        # unavailable order (its canceled_at, after every other time), else its latest time.
+        if status in ("canceled", "unavailable"):
+            assert o["updated_at"] == o["canceled_at"]
+            assert _t(o["canceled_at"]) > max(times.values())
+        else:
+            assert "canceled_at" not in o
+            assert _t(o["updated_at"]) == max(times.values())
+        assert o["_day"] >= o["updated_at"][:10]
     assert len(currencies) == 1 and currencies <= {"BRL", "EUR"}
 
 

@@ -425,10 +425,12 @@ def read_csv(
     path: Path,
     limits: Limits,
     columns: list[str],
-    required: list[str],
+    required: list[str | tuple[str, ...]],
     pii_columns: tuple[str, ...] = (),
 ) -> Iterator[ParsedFile]:
     """Read a CSV export with a header row in chunks; every value is a string.
+
+    A required entry that is a tuple names alternatives: the header needs one of them.
 
     Quoted fields may span lines; ``_line`` is the line where a record starts.
     ``_raw`` is the record with its PII columns replaced, so that a record rejected
@@ -479,11 +481,14 @@ def read_csv(
     yield chunk.parsed(notes)
 
 
-def _check_header(header: list[str], columns: list[str], required: list[str]) -> None:
+def _check_header(
+    header: list[str], columns: list[str], required: list[str | tuple[str, ...]]
+) -> None:
     """A header that lacks a required column refuses the file. The message shows the
     header's own cells only when it is clearly a header (most cells are known column
     names): otherwise the first line is data, and its values may be personal."""
-    missing = [c for c in required if c not in header]
+    alternatives = [(c,) if isinstance(c, str) else c for c in required]
+    missing = [" or ".join(names) for names in alternatives if not set(names) & set(header)]
     if not missing:
         return
     known = [h for h in header if h in columns]

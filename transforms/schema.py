@@ -12,7 +12,7 @@ UTC_TS = pl.Datetime("us", "UTC")
 CANONICAL_SCHEMA = pl.Schema(
     {
         "event_id": pl.String,  # sha256(source ":" native_id), first 32 hex characters
-        "source": pl.String,  # web | email | social | reviews
+        "source": pl.String,  # web | email | social | reviews | orders
         "native_id": pl.String,  # the id the source gave the record
         "event_type": pl.String,  # normalised vocabulary, see EVENT_TYPES
         "native_event": pl.String,  # the source's own name for the event
@@ -156,6 +156,9 @@ REASONS: dict[str, str] = {
     "stale_timestamp": "the timestamp is older than the allowed event age",
     "unknown_event": "the event name is not in the vocabulary",
     "rating_out_of_range": "the rating is not between 1 and 5",
+    "unknown_status": "the order status is not in the vocabulary (transforms/orders.py STATUSES)",
+    "invalid_amount": "an order's total, or an item's price, freight or quantity, is missing "
+    "where required, not a number or negative",
 }
 
 EVENT_TYPES: frozenset[str] = frozenset(
@@ -197,6 +200,13 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "social_ad_click",
         # reviews
         "review_posted",
+        # orders (order_completed and order_refunded as for web)
+        "order_approved",
+        "order_shipped",
+        "order_delivered",
+        "order_canceled",
+        "order_unavailable",
+        "order_returned",
     }
 )
 

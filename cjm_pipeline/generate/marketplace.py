@@ -2,7 +2,8 @@
 
 - ``orders/<day>/orders.jsonl``: one order a line (order_id, customer_id, status,
   purchased_at, approved_at, shipped_at, delivered_at, estimated_delivery_at,
-  returned_at for a returned order, currency, platform, items). A real export is a
+  returned_at for a returned order, canceled_at for a canceled or unavailable one,
+  updated_at (the time of its last status change), currency, platform, items). A real export is a
   snapshot, so each order is written once, in the folder of the day of its last
   status change as of the end of the range: a delivered order on its delivery day
   with every timestamp, a canceled one on the day it was canceled; an order still
@@ -137,7 +138,7 @@ def _set_timestamps(value: str | None) -> Callable[[dict, str, random.Random], N
     whichever of them an adapter reads as the order's time."""
 
     def edit(p: dict, future: str, _rng: random.Random) -> None:
-        for k in (*TIMESTAMPS, "returned_at"):
+        for k in (*TIMESTAMPS, "returned_at", "canceled_at", "updated_at"):
             if p.get(k) is not None:
                 p[k] = value if value is not None else future
 

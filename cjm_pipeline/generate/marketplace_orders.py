@@ -158,5 +158,11 @@ def order_payload(order: Order, status: str, known: dict, currency: str) -> dict
     payload["estimated_delivery_at"] = iso(order.estimated_at)
     if "returned_at" in known:
         payload["returned_at"] = iso(known["returned_at"])
+    if status in ("canceled", "unavailable"):
+        payload["canceled_at"] = iso(order.ended[1])
+    # The last status change: the end of a canceled, unavailable or returned order, else
+    # the latest step it reached.
+    changed = order.ended[1] if status == (order.ended or ("",))[0] else max(known.values())
+    payload["updated_at"] = iso(changed)
     payload.update(currency=currency, platform=PLATFORM, items=order.items)
     return payload

@@ -45,16 +45,12 @@ journeys as (
         min(occurred_at) filter (where is_activity and journey_stage_order_so_far >= {{ stage_order }})
             as stage_{{ stage_order }}_entered_at,
         {% endfor %}
-        count(*) filter (where is_conversion) as orders,
         -- Activity on the company's own channels (the site, email, orders, direct
         -- social touchpoints), as opposed to what customers say elsewhere.
         count(*) filter (
             where is_activity
                 and not (source in {{ var_list('voice_sources') }} and touchpoint_type = 'indirect')
         ) as owned_activity_events,
-        -- Summed as decimal: money, and the same total whatever order rows arrive in.
-        coalesce(sum(revenue::decimal(18, 2)) filter (where is_conversion), 0)
-            as revenue,
         count(*) filter (where event_type = 'review_posted') as reviews,
         count(*) filter (where event_type = 'review_posted' and order_id is not null)
             as order_reviews,
@@ -62,6 +58,39 @@ journeys as (
         max(landing_date) as last_landing_date
     from journey_events
     group by journey_id
+),
+
+-- Each order once: the site's order_completed and an orders export's can name the same
+-- order id. The export's revenue wins (it has the items, freight and later changes);
+-- a conversion without an order id is an order of its own.
+order_values as (
+    select
+        journey_id,
+        coalesce(order_id, event_id) as order_key,
+        arg_min(revenue, (source != 'orders', occurred_at, event_id))
+            filter (where revenue is not null) as revenue
+    from journey_events
+    where is_conversion
+    group by journey_id, coalesce(order_id, event_id)
+),
+
+journey_orders as (
+    select
+        journey_id,
+        count(*) as orders,
+        -- Summed as decimal: money, and the same total whatever order rows arrive in.
+        sum(revenue::decimal(18, 2)) as revenue
+    from order_values
+    group by journey_id
+),
+
+final as (
+    select
+        journeys.*,
+        coalesce(journey_orders.orders, 0) as orders,
+        coalesce(journey_orders.revenue, 0) as revenue
+    from journeys
+    left join journey_orders on journeys.journey_id = journey_orders.journey_id
 )
 
-select * from journeys
+select * from final

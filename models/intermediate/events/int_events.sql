@@ -25,6 +25,10 @@ reviews as (
     select * from {{ ref('stg_reviews__events') }}
 ),
 
+orders as (
+    select * from {{ ref('stg_orders__events') }}
+),
+
 event_types as (
     select * from {{ ref('event_types') }}
 ),
@@ -53,6 +57,8 @@ unioned as (
     select * from social
     union all by name
     select * from reviews
+    union all by name
+    select * from orders
 ),
 
 -- An event re-delivered after the ingestion's dedupe lookback can sit in two landing
