@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
@@ -475,3 +478,36 @@ def test_generated_orders_pass_the_events_gate(market: Settings) -> None:
     report = validate_events(market, dates, ["orders"], save=False, docs=False)
     assert report.success, "\n".join(map(str, report.critical_failures))
     assert {r.batch for r in report.results} == {"orders"}
+
+
+def test_orders_parse_in_a_single_threaded_worker(tmp_path) -> None:
+    """Ingestion's worker processes run Polars on one thread. On this generated day
+    (found by a marketplace demo) Polars 2.1 panicked formatting the events' ids of a
+    filtered, multi-chunk frame; the adapter now works on one chunk."""
+    generate(
+        tmp_path, 3000, date(2026, 5, 4), 180, 42, progress=lambda _: None, profile="marketplace"
+    )
+    script = (
+        "import sys\n"
+        "from datetime import date\n"
+        "from pathlib import Path\n"
+        "from cjm_pipeline.ingest import ingest_one\n"
+        "from cjm_pipeline.settings import Settings\n"
+        "m = ingest_one(Settings(data_dir=Path(sys.argv[1]), salt='s'), 'orders',"
+        " date(2026, 6, 11))\n"
+        "print(m.read, m.accepted, m.quarantined, m.events)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env={**os.environ, "POLARS_MAX_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    landed = (tmp_path / "landing" / "orders" / "2026-06-11" / "orders.jsonl").read_text()
+    orders = [line for line in landed.splitlines() if line.strip()]
+    read, accepted, quarantined, events = map(int, done.stdout.split())
+    assert read == len(orders)
+    assert accepted + quarantined == read
+    assert events > accepted

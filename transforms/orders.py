@@ -260,6 +260,10 @@ def _events(accepted: pl.DataFrame, ctx: BatchContext, rel: str) -> pl.DataFrame
         ("order_returned", "returned", _reached("returned"), pl.col("_returned_at")),
         ("order_refunded", "refunded", status == "refunded", pl.lit(None, dtype=UTC_TS)),
     ]
+    # One contiguous chunk first: on a filtered multi-chunk frame, Polars 2.1's string
+    # formatting can index past a view buffer and panic (seen with POLARS_MAX_THREADS=1,
+    # as ingestion's worker processes run).
+    accepted = accepted.rechunk()
     frames = []
     for event_type, native, reached, own_time in steps:
         inferred = own_time.is_null() & updated.is_null()
