@@ -495,7 +495,9 @@ def _parse(adapter: ModuleType, path: Path, ctx: BatchContext) -> tuple[AdapterR
         reason = getattr(exc, "reason", "unreadable_file")
         problem = str(exc) if isinstance(exc, UnreadableFileError) else f"{exc.strerror or exc}"
         message = f"could not read the file ({problem}); it was quarantined whole, the rest landed"
-    except Exception as exc:  # a record the adapter cannot handle must not stop the night
+    # A record the adapter cannot handle must not stop the night; a panic inside Polars
+    # (a BaseException, which a worker process also could not send back) is one too.
+    except (Exception, pl.exceptions.PanicException) as exc:
         reason = "parse_error"
         message = (
             f"the {ctx.source} adapter failed on this file ({type(exc).__name__}: "

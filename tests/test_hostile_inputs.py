@@ -558,3 +558,21 @@ def test_two_ingests_of_a_source_never_write_at_once(workspace, capsys) -> None:
     assert holder.poll() is not None, "the ingest went on while the lock was held"
     assert m.accepted == 1
     assert "waiting for another ingest of web to finish" in capsys.readouterr().out
+
+
+def test_a_panic_inside_polars_quarantines_the_file_not_the_night(workspace, monkeypatch) -> None:
+    """A Polars panic is a BaseException: caught like any adapter failure, the file is
+    quarantined whole as parse_error and the other files of the night land."""
+    from transforms import reviews
+
+    land(workspace, "web", DAY, "part.jsonl", web(messageId="m-ok"))
+    land(workspace, "reviews", DAY, "reviews.csv", "review_id,platform\nr-1,x\n")
+
+    def panic(path, ctx):
+        raise pl.exceptions.PanicException("assertion failed: i < self.len()")
+
+    monkeypatch.setattr(reviews, "parse_file", panic)
+    [web_day, reviews_day] = ingest(workspace, [D], ["web", "reviews"], progress=lambda _: None)
+    assert (web_day.read, web_day.accepted) == (1, 1)
+    assert reviews_day.quarantined_by_reason == {"parse_error": 1}
+    assert "PanicException" in lake_quarantine(workspace, "reviews")["detail"][0]
