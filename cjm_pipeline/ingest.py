@@ -256,14 +256,27 @@ def _ingest(
     manifests: list[Manifest] = []
     seen = {source: SeenIds(settings, source) for source, _ in tasks}
 
+    # A source with no landing folder at all is one this deployment does not deliver
+    # (a marketplace has no web feed): said once, not once per date.
+    undelivered = [s for s in sources if not (settings.landing_dir / s).is_dir()]
+
     def commit(batch: Batch) -> None:
         manifest = commit_batch(settings, batch, seen[batch.manifest.source])
-        _report(manifest, progress)
+        if not (manifest.status == "missing" and manifest.source in undelivered):
+            _report(manifest, progress)
         manifests.append(manifest)
+
+    def undelivered_note() -> None:
+        for source in undelivered:
+            progress(
+                f"{source:<8} no landing folder {settings.landing_dir / source} at all: "
+                f"not delivered, nothing ingested on {len(dates)} date(s)"
+            )
 
     if workers <= 1 or len(tasks) == 1:
         for source, day in tasks:
             commit(parse_batch(settings, source, day))
+        undelivered_note()
         return manifests
     context = multiprocessing.get_context("spawn")
     pending: deque[Future[Batch]] = deque()
@@ -280,6 +293,7 @@ def _ingest(
                 commit(pending.popleft().result())
         while pending:
             commit(pending.popleft().result())
+    undelivered_note()
     return manifests
 
 

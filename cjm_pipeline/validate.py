@@ -403,7 +403,14 @@ def _validate_source(
             f"no landing folder read for {source} on {_date_label(days)}: no events to validate"
         )
         results += _skip_all(suite, source, reason)
-    if stats:
+    # A source the lake has never held is one this deployment does not deliver (a
+    # marketplace has no web feed): its missing dates are no warning.
+    lake_root = settings.events_partition(source, days[0].isoformat()).parent
+    undelivered = missing_days == len(days) and not lake_root.is_dir()
+    if undelivered:
+        reason = f"{source} is not delivered: the lake holds no {source} events on any date"
+        results += _skip_all("ingest_stats", source, reason)
+    elif stats:
         import pandas as pd
 
         frame = stats[0] if len(stats) == 1 else pd.concat(stats, ignore_index=True)

@@ -49,7 +49,48 @@ def test_ingest_prints_progress_and_a_summary(workspace) -> None:
         ["ingest", "--date", "2026-10-05", "--data-dir", str(workspace.data_dir), "--workers", "1"],
     )
     assert result.exit_code == 0, result.output
-    assert "2026-10-05 web      no landing folder" in result.output
+    # Sources with no landing folder at all are said once each, not once per date.
+    assert "2026-10-05 web      no landing folder" not in result.output
+    assert "web      no landing folder " in result.output
+    assert "at all: not delivered, nothing ingested on 1 date(s)" in result.output
     assert "quarantined by reason: rating_out_of_range 1" in result.output
     summary = [line for line in result.output.splitlines() if line.startswith("reviews ")]
     assert summary[-1].split() == ["reviews", "2", "1", "1", "0"]
+
+
+def test_a_delivered_source_missing_a_date_is_said_per_date(workspace) -> None:
+    land(
+        workspace,
+        "reviews",
+        "2026-10-05",
+        "r.csv",
+        "review_id,platform,reviewer_email,rating,created_at\n"
+        "r-1,google,a@b.example,5,2026-10-05T06:00:00Z\n",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--start",
+            "2026-10-05",
+            "--end",
+            "2026-10-07",
+            "--source",
+            "reviews",
+            "--source",
+            "orders",
+            "--data-dir",
+            str(workspace.data_dir),
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = [line for line in lines if "no landing folder" in line and not line.startswith(" ")]
+    assert [line.split()[0] for line in said if "source-date" not in line] == [
+        "2026-10-06",
+        "2026-10-07",
+        "orders",
+    ]
+    assert "nothing ingested on 3 date(s)" in result.output

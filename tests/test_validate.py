@@ -133,12 +133,16 @@ def test_events_gate_passes_on_every_sample_day(events_settings: Settings) -> No
         for source in SOURCES:
             saved = events_settings.validations_dir / day.isoformat() / f"events-{source}.json"
             assert json.loads(saved.read_text())["success"] is True
-        # The sample has no orders export: a night without one is skipped with a warning
-        # that no landing folder was delivered, never a failure.
+        # The sample has no orders export at all: a source the deployment does not
+        # deliver is skipped, with neither a failure nor a warning.
         orders = [r for r in report.results if r.batch == "orders"]
-        assert {r.suite for r in report.skipped if r.batch == "orders"} == {"events_orders"}
-        assert [r.column for r in orders if r.status == "failed"] == ["status"]
-        assert all(r.severity == "warning" for r in orders if r.status == "failed")
+        assert orders
+        assert {r.suite for r in report.skipped if r.batch == "orders"} == {
+            "events_orders",
+            "ingest_stats",
+        }
+        assert all(r.status == "skipped" for r in orders)
+        assert all("orders is not delivered" in r.note for r in orders if r.suite == "ingest_stats")
     assert checked == set(SOURCES) - {"orders"}
 
 
