@@ -672,9 +672,29 @@ def summary(database: Path) -> str:
             "select count(*), count(*) filter (where touchpoint_id = 'unclassified') "
             "from fct_journey_events"
         ).fetchone()
-        statuses = con.execute(
-            "select status, count(*) from fct_journeys group by status order by status"
+        populations = con.execute(
+            "select population, count(*) from fct_journeys group by population"
         ).fetchall()
+        # The funnel's populations (dbt var funnel_populations): what the statuses count.
+        counted = sorted(
+            p
+            for (p,) in con.execute(
+                "select distinct population from agg_stage_funnel where stage <> 'unclassified'"
+            ).fetchall()
+        )
+        statuses = con.execute(
+            "select status, count(*) from fct_journeys where list_contains($counted, population) "
+            "group by status order by status",
+            {"counted": counted},
+        ).fetchall()
+        outcomes = dict(
+            con.execute(
+                "select post_purchase_outcome, count(*) from fct_journeys "
+                "where list_contains($counted, population) and post_purchase_outcome is not null "
+                "group by 1",
+                {"counted": counted},
+            ).fetchall()
+        )
         funnel = con.execute(
             """
             select stage, sum(journeys_entered), sum(journeys_advanced),
@@ -686,13 +706,31 @@ def summary(database: Path) -> str:
             """
         ).fetchall()
         unmerged = unmerged_identifiers(con)
+    by_population = dict(populations)
     total = sum(n for _, n in statuses)
+    population_names = ("known", "anonymous", "unlinked_voice", "unclassified")
     lines = [
         f"customers {customers:,}   events {events:,} "
         f"({unclassified:,} on the unclassified touchpoint)",
         *unmerged,
-        f"journeys {total:,}: "
-        + ", ".join(f"{status} {n:,} ({n / total:.0%})" for status, n in statuses),
+        f"journeys {sum(by_population.values()):,}: "
+        + ", ".join(
+            f"{name.replace('_', ' ')} {by_population.get(name, 0):,}"
+            for name in (*population_names, *sorted(set(by_population) - set(population_names)))
+        ),
+        f"funnel journeys ({', '.join(counted) or 'none'}) {total:,}: "
+        + ", ".join(
+            f"{status.replace('_', ' ')} {n:,} ({n / total:.0%})" for status, n in statuses
+        ),
+        "after the order: "
+        + ", ".join(
+            f"{label} {outcomes.get(name, 0):,}"
+            for name, label in (
+                ("retained", "retained"),
+                ("lapsed", "lapsed"),
+                ("in_window", "in return window"),
+            )
+        ),
         "",
         f"{'stage':<14}{'entered':>9}{'advanced':>10}{'dropped':>9}{'in progress':>13}"
         f"{'drop-off':>10}",

@@ -225,6 +225,19 @@ def test_summary_names_customers_journeys_and_the_funnel(built) -> None:
     assert "customers" in text and "journeys" in text
     for stage in ("discovery", "consideration", "purchase", "experience", "loyalty"):
         assert stage in text
+    with duckdb.connect(str(built.build_path), read_only=True) as con:
+        populations = dict(
+            con.sql("select population, count(*) from fct_journeys group by 1").fetchall()
+        )
+        funnel = con.sql(
+            "select count(*) from fct_journeys where population in ('known', 'anonymous')"
+        ).fetchall()[0][0]
+    expected = ", ".join(
+        f"{name.replace('_', ' ')} {populations.get(name, 0):,}"
+        for name in ("known", "anonymous", "unlinked_voice", "unclassified")
+    )
+    assert f"journeys {sum(populations.values()):,}: {expected}" in text
+    assert f"funnel journeys (anonymous, known) {funnel:,}: converted" in text
 
 
 def _tables(path: Path) -> dict[str, pl.DataFrame]:
