@@ -149,6 +149,7 @@ def collect(
             "source": f"{source.path.name} (read-only)",
             "initial_persona": persona or ALL,
             "period_grain": reader.period_grain,
+            "return_window_days": reader.return_window_days,
             "stages": stages,
             "personas": personas,
             "views": {p["persona"]: reader.view(p["persona"], stages) for p in personas},
@@ -177,6 +178,18 @@ class _Reader:
         self.names = dict(
             con.execute("select touchpoint_id, touchpoint_name from dim_touchpoints").fetchall()
         )
+        self.post_purchase = {
+            stage
+            for (stage,) in con.execute(
+                "select stage from dim_stages where funnel = 'post_purchase'"
+            ).fetchall()
+        }
+        # The return window the build used (CJM_RETURN_WINDOW_DAYS), read from its journeys.
+        row = con.execute(
+            "select max(date_diff('day', experience_entered_at, return_window_ends_at)) "
+            "from fct_journeys where return_window_ends_at is not null"
+        ).fetchone()
+        self.return_window_days = int(row[0]) if row[0] is not None else None
 
     def rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         cursor = self.con.execute(sql, params or [])
@@ -243,7 +256,7 @@ class _Reader:
         touchpoints = self.touchpoints(where, params, post_purchase)
         emotion = self.emotion(where, params)
         actions = self.actions(where, params)
-        opportunities = self.opportunities(touchpoints)
+        opportunities = self.opportunities(touchpoints, post_purchase)
         stage_views = []
         for stage in stages:
             name = stage["stage"]
@@ -275,7 +288,7 @@ class _Reader:
                     "pain_points": [],
                 }
             )
-        _pain_points(stage_views, touchpoints, emotion)
+        _pain_points(stage_views, touchpoints, emotion, post_purchase, self.return_window_days)
         # The header counts every journey, and states whose they are: the funnel counts
         # known and anonymous journeys; unlinked voices and unclassified journeys are
         # counted here so nothing vanishes.
@@ -374,7 +387,9 @@ class _Reader:
                 entry["touchpoints"][r["touchpoint_id"]] = value
         return out
 
-    def opportunities(self, touchpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def opportunities(
+        self, touchpoints: list[dict[str, Any]], post_purchase: set[str]
+    ) -> list[dict[str, Any]]:
         lost = [t for t in touchpoints if t["lost_journeys"] > 0]
         lost.sort(key=lambda t: (-t["lost_journeys"], t["stage"], t["touchpoint_id"]))
         return [
@@ -385,13 +400,26 @@ class _Reader:
                 "name": t["name"],
                 "lost_journeys": t["lost_journeys"],
                 "exit_rate": t["exit_rate"],
-                "text": (
-                    f"{t['lost_journeys']:,} journeys ended after {t['name']} at {t['stage']}"
-                    f" ({_percent(t['exit_rate'])} of those touching it): keep them going"
-                ),
+                "text": self._opportunity(t, t["stage"] in post_purchase),
             }
             for rank, t in enumerate(lost[:TOP_OPPORTUNITIES], start=1)
         ]
+
+    def _opportunity(self, t: dict[str, Any], after_order: bool) -> str:
+        share = f"{_percent(t['exit_rate'])} of those touching it"
+        if not after_order:
+            return (
+                f"{t['lost_journeys']:,} journeys ended after {t['name']} at {t['stage']}"
+                f" ({share}): keep them going"
+            )
+        # After the order nobody is lost at a touchpoint: a buyer lapsed, and this was
+        # the last thing they did before the return window passed.
+        window = f"{self.return_window_days} days" if self.return_window_days else "the window"
+        return (
+            f"{t['lost_journeys']:,} buyers lapsed after {t['name']} ({share}): no repeat "
+            f"order, recommendation or loyalty action within {window} of their order; "
+            "give them a reason to come back"
+        )
 
     def dropoff_over_time(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
         grain = self.period_grain
@@ -404,23 +432,36 @@ class _Reader:
             "having any_value(stage_order) between 1 and 4 order by period_start, stage_order",
             params,
         )
-        return [
-            {
-                "period_start": r["period_start"].isoformat(),
-                "stage": r["stage"],
-                "dropped": int(r["dropped"]),
-                "advanced": int(r["advanced"]),
-                "in_progress": int(r["in_progress"]),
-                "drop_off_rate": _rate(r["dropped"], r["dropped"] + r["advanced"]),
-                # A journey can only be counted as dropped journey_gap_days after its
-                # last activity: for periods that end later than that before the run
-                # date, or where most journeys are still in progress, the rate is a
-                # floor (right-censored), not a trend.
-                "provisional": r["period_start"] + PERIODS[grain] > decided_until
-                or r["in_progress"] > r["dropped"] + r["advanced"],
-            }
-            for r in rows
-        ]
+        window = self.return_window_days
+        lapses_from = self.run_date - timedelta(days=window) if window is not None else None
+        out = []
+        for r in rows:
+            rate = _rate(r["dropped"], r["dropped"] + r["advanced"])
+            # A journey can only be counted as dropped journey_gap_days after its last
+            # activity: for periods that end later than that before the run date, or
+            # where most journeys are still in progress, the rate is a floor
+            # (right-censored), not a trend.
+            until = decided_until
+            if r["stage"] in self.post_purchase and lapses_from is not None:
+                # After the order a journey lapses only when its return window has
+                # passed: in a period that started less than a window before the run
+                # date none can have lapsed yet, so the rate is unknown, not 0%.
+                until = lapses_from
+                if r["period_start"] > lapses_from:
+                    rate = None
+            out.append(
+                {
+                    "period_start": r["period_start"].isoformat(),
+                    "stage": r["stage"],
+                    "dropped": int(r["dropped"]),
+                    "advanced": int(r["advanced"]),
+                    "in_progress": int(r["in_progress"]),
+                    "drop_off_rate": rate,
+                    "provisional": r["period_start"] + PERIODS[grain] > until
+                    or r["in_progress"] > r["dropped"] + r["advanced"],
+                }
+            )
+        return out
 
     def sankey(self, level: str) -> dict[str, Any]:
         """The Sankey of ``agg_transitions`` for the first steps. Per step, the touchpoints
@@ -567,6 +608,8 @@ def _pain_points(
     stages: list[dict[str, Any]],
     touchpoints: list[dict[str, Any]],
     emotion: dict[str, dict[str, Any]],
+    post_purchase: set[str] = frozenset(),
+    return_window_days: int | None = None,
 ) -> None:
     """Per stage, up to three pain points: the stage's drop-off when it is among the
     two largest, the touchpoint most journeys ended after, and the touchpoint with the
@@ -578,22 +621,29 @@ def _pain_points(
     names = {t["touchpoint_id"]: t["name"] for t in touchpoints}
     for s in stages:
         points = s["pain_points"]
+        after_order = s["stage"] in post_purchase
         if s["stage"] in worst:
+            rate = _percent(s["drop_off_rate"])
+            window = f"{return_window_days} days" if return_window_days else "the return window"
             points.append(
                 {
                     "kind": "drop_off",
-                    "text": f"{s['dropped']:,} journeys dropped here "
-                    f"({_percent(s['drop_off_rate'])} of those with a known outcome)",
+                    "text": f"{s['dropped']:,} buyers lapsed: no loyalty signal within "
+                    f"{window} of their order ({rate} of those whose window has passed)"
+                    if after_order
+                    else f"{s['dropped']:,} journeys dropped here "
+                    f"({rate} of those with a known outcome)",
                     "value": s["drop_off_rate"],
                 }
             )
         exits = [t for t in touchpoints if t["stage"] == s["stage"] and t["lost_journeys"]]
         if exits:
             top = max(exits, key=lambda t: (t["lost_journeys"], t["touchpoint_id"]))
+            what = "buyers lapsed after" if after_order else "journeys ended after"
             points.append(
                 {
                     "kind": "exit",
-                    "text": f"{top['lost_journeys']:,} journeys ended after "
+                    "text": f"{top['lost_journeys']:,} {what} "
                     f"{top['name']} (exit rate {_percent(top['exit_rate'])})",
                     "value": top["exit_rate"],
                 }

@@ -29,6 +29,7 @@ import pytest
 
 from cjm_pipeline.build import build
 from cjm_pipeline.generate import generate
+from cjm_pipeline.report import report_data
 from cjm_pipeline.settings import MARTS, Settings
 
 START = date(2026, 3, 1)
@@ -278,3 +279,32 @@ def test_voice_in_languages_without_a_scorer_is_counted_not_scored(truth, served
         texts, scored = by_language.get(language, (0, 0))
         assert scored == texts
         assert texts >= 0.8 * written[language], (language, texts, written[language])
+
+
+def test_the_map_reads_after_the_order_as_lapsed_and_unknown_until_the_window_passes(
+    market: Path, truth
+) -> None:
+    settings = Settings(
+        data_dir=market / "data",
+        salt="market-salt",
+        warehouse_path=market / "warehouse" / "cjm.duckdb",
+    )
+    data = report_data(settings)
+    assert data["return_window_days"] == RETURN_WINDOW.days
+    view = data["views"]["all"]
+    outcomes = [j["outcome"] for j in truth["journeys"]]
+    assert (view["retained"], view["lapsed"]) == (
+        outcomes.count("retained"),
+        outcomes.count("lapsed"),
+    )
+    experience = [r for r in view["dropoff_over_time"] if r["stage"] == "experience"]
+    lapses_from = (LAST - RETURN_WINDOW).isoformat()
+    # No journey of a period younger than the window can have lapsed: no rate, not 0%.
+    young = [r for r in experience if r["period_start"] > lapses_from]
+    old = [r for r in experience if r["period_start"] <= lapses_from]
+    assert young and old
+    assert all(r["drop_off_rate"] is None for r in young)
+    assert any(r["drop_off_rate"] for r in old)
+    after = [o for o in view["opportunities"] if o["stage"] == "experience"]
+    assert after and all("buyers lapsed after" in o["text"] for o in after)
+    assert all("keep them going" not in o["text"] for o in after)

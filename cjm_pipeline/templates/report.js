@@ -282,7 +282,7 @@
     { id: "touchpoints", label: "Touchpoints", hint: "journeys · exit rate" },
     { id: "feel", label: "How they feel", hint: "average sentiment (−1 to +1) and rating" },
     { id: "pain", label: "Pain points" },
-    { id: "opportunities", label: "Opportunities", hint: "ranked by journeys lost" },
+    { id: "opportunities", label: "Opportunities", hint: "ranked by journeys lost or lapsed" },
   ];
   const laneRow = (id) => LANES.findIndex((lane) => lane.id === id) + 1;
 
@@ -575,7 +575,8 @@
             h(
               "div",
               { class: "opportunity-stats" },
-              `${fmtInt(o.lost_journeys)} journeys lost · exit ${fmtPct(o.exit_rate)}`,
+              `${fmtInt(o.lost_journeys)} ${afterOrder(o.stage) ? "buyers lapsed" : "journeys lost"}` +
+                ` · exit ${fmtPct(o.exit_rate)}`,
             ),
             o.text ? h("p", { class: "opportunity-text" }, str(o.text)) : null,
           ),
@@ -1172,6 +1173,11 @@
     }
   }
 
+  // A post-purchase stage (experience, loyalty): nobody there is lost, a buyer lapses.
+  function afterOrder(stageId) {
+    return STAGES.some((st) => str(st.stage) === str(stageId) && str(st.funnel) === "post_purchase");
+  }
+
   function renderDropoffOverTime(view) {
     const svg = clear(byId("dropoff-chart"));
     const legend = clear(byId("dropoff-legend"));
@@ -1181,7 +1187,12 @@
       "The last stage is left out: journeys there have no next stage to reach. " +
       "Hollow points are recent periods: a journey counts as dropped only after the " +
       "journey gap without activity, so there most outcomes are not known yet and the " +
-      "rate is a floor, not a trend.";
+      "rate is a floor, not a trend." +
+      (DATA.return_window_days
+        ? ` After the order a journey drops (lapses) only when its ${DATA.return_window_days}-day ` +
+          "return window passes without a loyalty signal: periods younger than the window " +
+          "have no post-purchase rate yet."
+        : "");
     // The final stage is excluded: its "drop-off" has no next stage to be measured against.
     const charted = STAGES.slice(0, Math.max(1, STAGES.length - 1)).map((st) => str(st.stage));
     const rows = list(view && view.dropoff_over_time).filter((r) => charted.includes(str(r.stage)));
