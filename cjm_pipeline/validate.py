@@ -348,7 +348,7 @@ def _validate_source(
     the results and the number of events validated."""
     results: list[ExpectationResult] = []
     suite = f"events_{source}"
-    frames, stats, missing_days = [], [], 0
+    frames, stats, missing_days, absent_days = [], [], 0, 0
     for day in days:
         iso = day.isoformat()
         manifest = read_manifest(settings, source, iso)
@@ -360,6 +360,7 @@ def _validate_source(
         elif manifest is not None and manifest.get("status") in ("missing", "refused"):
             # No partition to read: ingest_stats says why (a refused folder is critical).
             missing_days += 1
+            absent_days += manifest.get("status") == "missing"
         else:
             description = f"the lake partition {folder} exists"
             results.append(
@@ -406,7 +407,7 @@ def _validate_source(
     # A source the lake has never held is one this deployment does not deliver (a
     # marketplace has no web feed): its missing dates are no warning.
     lake_root = settings.events_partition(source, days[0].isoformat()).parent
-    undelivered = missing_days == len(days) and not lake_root.is_dir()
+    undelivered = absent_days == len(days) and not lake_root.is_dir()
     if undelivered:
         reason = f"{source} is not delivered: the lake holds no {source} events on any date"
         results += _skip_all("ingest_stats", source, reason)
