@@ -326,3 +326,28 @@ def test_duplicates_within_a_file_and_from_an_earlier_day(workspace) -> None:
     ingest_one(workspace, "web", D - timedelta(days=1))
     m = ingest_one(workspace, "web", D)
     assert (m.read, m.accepted, m.duplicates_in_batch, m.duplicates_other_dates) == (3, 1, 1, 1)
+
+
+def test_a_quarantined_record_names_every_rule_it_breaks(workspace) -> None:
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "reviews.csv",
+        "review_id,platform,reviewer_email,rating,created_at\n"
+        ",trustpilot,,9,last tuesday\n"
+        "r-2,trustpilot,mia@post.example,4,last tuesday\n",
+    )
+    m = ingest_one(workspace, "reviews", D)
+    assert m.quarantined_by_reason == {"missing_id": 1, "invalid_timestamp": 1}
+    details = lake_quarantine(workspace, "reviews").sort("source_line")["detail"].to_list()
+    # The first broken rule is the reason; the detail goes on to the others, in order.
+    first, rest = details[0].split("; also ", 1)
+    assert "review_id" in first
+    assert [part.split(" (", 1)[0] for part in rest.split("; ")] == [
+        "missing_identity",
+        "rating_out_of_range",
+        "invalid_timestamp",
+    ]
+    assert "last tuesday" in rest
+    assert "; also" not in details[1]

@@ -61,7 +61,10 @@ class BatchContext:
         return self.ingested_at + timedelta(days=1, hours=self.future_tolerance_hours)
 
     @property
-    def earliest_allowed(self) -> datetime:
+    def earliest_allowed(self) -> datetime | None:
+        """The oldest event accepted; None when there is no age limit (0 days)."""
+        if self.max_event_age_days <= 0:
+            return None
         return self.ingested_at - timedelta(days=self.max_event_age_days)
 
     def relative(self, path: Path) -> str:
@@ -207,11 +210,13 @@ def timestamp_rules(ts_text: pl.Expr, occurred_at: pl.Expr, ctx: BatchContext) -
         ),
         Rule(
             "stale_timestamp",
-            occurred_at < pl.lit(earliest),
+            occurred_at < pl.lit(earliest) if earliest is not None else pl.lit(False),
             pl.format(
-                "timestamp {} is before {} (older than the allowed event age)",
+                "timestamp {} is before {} (older than CJM_MAX_EVENT_AGE_DAYS={} days at "
+                "landing; a historical load: `cjm ingest --historical`)",
                 _quoted(ts_text),
-                pl.lit(earliest.isoformat()),
+                pl.lit(earliest.isoformat() if earliest is not None else ""),
+                pl.lit(ctx.max_event_age_days),
             ),
         ),
     ]
@@ -324,7 +329,8 @@ def split(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The records that pass every rule, and the quarantine (reader rejects included).
 
-    The first rule a record breaks is its reason.
+    The first rule a record breaks is its reason; its detail says every rule it
+    breaks, so a user fixes an export in one pass rather than one run per problem.
     """
     reason = pl.lit(None, dtype=pl.String)
     problem = pl.lit(None, dtype=pl.String)
@@ -332,6 +338,21 @@ def split(
         broke = rule.failed.fill_null(False)
         reason = pl.when(broke).then(pl.lit(rule.reason)).otherwise(reason)
         problem = pl.when(broke).then(rule.problem).otherwise(problem)
+    if len(rules) > 1:
+        # Every broken rule after the first, in rule order: "reason (what was wrong)".
+        broken = pl.concat_list(
+            [
+                pl.when(rule.failed.fill_null(False)).then(
+                    pl.concat_str(pl.lit(f"{rule.reason} ("), rule.problem, pl.lit(")"))
+                )
+                for rule in rules
+            ]
+        ).list.drop_nulls()
+        problem = (
+            pl.when(broken.list.len() > 1)
+            .then(pl.concat_str(problem, pl.lit("; also "), broken.list.slice(1).list.join("; ")))
+            .otherwise(problem)
+        )
     checked = prepared.with_columns(reason.alias("_reason"))
     # The raw lines are needed for the few rejected rows only, and so are the
     # messages: the accepted rows are filtered without copying either.
