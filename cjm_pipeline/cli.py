@@ -50,6 +50,14 @@ Force = Annotated[
         "that was abandoned (it can then no longer write).",
     ),
 ]
+Historical = Annotated[
+    bool,
+    typer.Option(
+        "--historical",
+        help="Load old events: no age limit (CJM_MAX_EVENT_AGE_DAYS=0) for this run, for a "
+        "first load of a source's history.",
+    ),
+]
 
 LOCKED = 75  # exit status when the night lock is held elsewhere (EX_TEMPFAIL: try later)
 
@@ -146,11 +154,12 @@ def ingest(
         int, typer.Option(help="Sources ingested in parallel processes (env CJM_INGEST_WORKERS).")
     ] = 0,
     wait: Wait = False,
+    historical: Historical = False,
 ) -> None:
     """Parse landing files into the canonical lake, quarantine and manifests."""
     from cjm_pipeline.ingest import ALL_SOURCES
 
-    settings = get_settings(data_dir=data_dir)
+    settings = _historical(get_settings(data_dir=data_dir), historical)
     sources = source or list(ALL_SOURCES)
     unknown = [s for s in sources if s not in ALL_SOURCES]
     if unknown:
@@ -158,6 +167,11 @@ def ingest(
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
     with _night(settings, "cjm ingest", wait):
         _ingest_and_report(settings, dates, sources, workers or settings.ingest_workers)
+
+
+def _historical(settings: Settings, historical: bool) -> Settings:
+    """The settings of a historical load: events of any age are accepted."""
+    return settings.model_copy(update={"max_event_age_days": 0}) if historical else settings
 
 
 def _ingest_and_report(settings, dates: list[date], sources: list[str], workers: int) -> None:
@@ -236,10 +250,11 @@ def run(
     data_dir: DataDir = None,
     wait: Wait = False,
     force: Force = False,
+    historical: Historical = False,
 ) -> None:
     """The main job: ingest the dates, gate their events, build as of the last one, gate
     the marts, then publish the served database (and its Parquet copy)."""
-    settings = get_settings(data_dir=data_dir)
+    settings = _historical(get_settings(data_dir=data_dir), historical)
     dates = _date_range(_parse_date(date_), _parse_date(start), _parse_date(end))
     with _night(settings, "cjm run", wait, force):
         _run_and_report(settings, dates, full_refresh)

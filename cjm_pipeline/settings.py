@@ -113,7 +113,10 @@ class Settings(BaseSettings):
         14, ge=0, description="Landing dates on either side searched for re-delivered events."
     )
     max_event_age_days: int = Field(
-        90, gt=0, description="Events older than this at landing are quarantined as stale."
+        90,
+        ge=0,
+        description="Events older than this at landing are quarantined as stale; 0 for no "
+        "limit (a historical load: `--historical`).",
     )
     future_tolerance_hours: int = Field(
         24, ge=0, description="Events stamped this far past the landing day's end are quarantined."

@@ -439,7 +439,8 @@ def event_lags(settings: Settings) -> dict[str, float]:
     """
     return {
         "min_lag_hours": -(24.0 + settings.future_tolerance_hours),
-        "max_lag_hours": 24.0 * settings.max_event_age_days,
+        # No age limit (a historical load): a century stands for none.
+        "max_lag_hours": 24.0 * (settings.max_event_age_days or 36_525),
         "late_window_hours": 24.0 * settings.late_window_days,
     }
 
@@ -513,9 +514,12 @@ def ingest_stats(manifest: dict[str, Any], lake_rows: int, max_share: float) -> 
     accepted = int(manifest.get("accepted", 0))
     quarantined = int(manifest.get("quarantined", 0))
     duplicates = int(manifest.get("duplicates", 0))
+    reasons = manifest.get("quarantined_by_reason") or {}
     return pd.DataFrame(
         {
             "date": [str(manifest.get("date", ""))],
+            # The day's most common quarantine reason, for the gate's advice.
+            "top_reason": [max(reasons, key=lambda r: (reasons[r], r)) if reasons else ""],
             "status": [manifest.get("status", "ok")],
             "read": [read],
             "accepted": [accepted],
@@ -564,6 +568,12 @@ def quarantine_hints(frame: pd.DataFrame, source: str, settings: Settings) -> di
             f"{row.date}: {row.quarantined:,} of {row.read:,} {source} records quarantined "
             f"({row.quarantine_share:.2%}), p-value {row.quarantine_p_value:.2g}"
         )
+        if getattr(row, "top_reason", "") == "stale_timestamp":
+            said += (
+                f", mostly stale_timestamp: events older than CJM_MAX_EVENT_AGE_DAYS="
+                f"{settings.max_event_age_days} days at landing; to load history, ingest "
+                "the dates again with `cjm ingest --historical` (or raise the setting)"
+            )
         over.append(said)
         if row.quarantine_p_value < significance:
             significant.append(said)

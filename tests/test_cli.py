@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from typer.testing import CliRunner
 
@@ -94,3 +96,30 @@ def test_a_delivered_source_missing_a_date_is_said_per_date(workspace) -> None:
         "orders",
     ]
     assert "nothing ingested on 3 date(s)" in result.output
+
+
+def test_a_historical_load_accepts_old_events_and_the_gate_names_the_setting(workspace) -> None:
+    from cjm_pipeline.validate import validate_events
+
+    rows = "".join(
+        f"r-{i},google,a{i}@b.example,5,2025-0{1 + i % 9}-15T06:00:00Z\n" for i in range(30)
+    )
+    land(
+        workspace,
+        "reviews",
+        "2026-10-05",
+        "r.csv",
+        "review_id,platform,reviewer_email,rating,created_at\n" + rows,
+    )
+    args = ["ingest", "--date", "2026-10-05", "--source", "reviews"]
+    args += ["--data-dir", str(workspace.data_dir), "--workers", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "quarantined by reason: stale_timestamp 30" in first.output
+    report = validate_events(workspace, date(2026, 10, 5), ["reviews"], docs=False)
+    advice = " ".join(r.note for r in report.results if r.status == "failed")
+    assert "mostly stale_timestamp" in advice and "cjm ingest --historical" in advice
+    again = runner.invoke(app, [*args, "--historical"])
+    assert again.exit_code == 0, again.output
+    summary = [line for line in again.output.splitlines() if line.startswith("reviews ")]
+    assert summary[-1].split() == ["reviews", "30", "30", "0", "0"]
