@@ -308,3 +308,18 @@ def test_the_map_reads_after_the_order_as_lapsed_and_unknown_until_the_window_pa
     after = [o for o in view["opportunities"] if o["stage"] == "experience"]
     assert after and all("buyers lapsed after" in o["text"] for o in after)
     assert all("keep them going" not in o["text"] for o in after)
+
+
+def test_each_scored_language_reads_good_reviews_above_bad_ones(served) -> None:
+    """The ratings are an independent reading of the same reviews: in every language
+    with a scorer, texts rated 4 or 5 average above texts rated 1 or 2."""
+    rows = served.sql(
+        "select s.language, e.rating >= 4 as good, avg(s.sentiment_score), count(*) "
+        "from int_text_sentiment s join fct_journey_events e using (event_id) "
+        "where s.scorer is not null and e.rating <> 3 group by all"
+    ).fetchall()
+    means = {(language, good): (mean, n) for language, good, mean, n in rows}
+    for language in ("pt", "es", "en", "fr", "de"):
+        (good, n_good), (bad, n_bad) = means[(language, True)], means[(language, False)]
+        assert n_good >= 5 and n_bad >= 3, (language, n_good, n_bad)
+        assert good > bad + 0.2, (language, good, bad)
