@@ -204,6 +204,54 @@ def test_review_platform_exports_are_picked_by_their_fields(workspace) -> None:
     assert "stars 0 is not a whole number from 1 to 5" in problems["tp-2"]
 
 
+def test_brandwatch_mentions(workspace) -> None:
+    def mention(**fields: object) -> dict:
+        base = {
+            "resourceId": "bw-1",
+            "date": "2026-10-05T07:45:10.000+0000",
+            "author": "TrailFan",
+            "fullText": "new boots from @northwind!",
+            "url": "https://x.example/s/1?utm_campaign=fall",
+            "pageType": "twitter",
+            "threadEntryType": "post",
+            "sentiment": "Positive",
+            "language": "en",
+        }
+        return {**base, **fields}
+
+    land(
+        workspace,
+        "social",
+        DAY,
+        "brandwatch.jsonl",
+        jsonl(
+            mention(),
+            mention(resourceId="bw-2", threadEntryType="reply", pageType="instagram"),
+            mention(resourceId="bw-3", threadEntryType="share", sentiment="neutral"),
+            mention(resourceId="bw-4", pageType="news", author=""),
+            mention(resourceId="bw-5", threadEntryType="poll"),
+        ),
+    )
+    m = ingest_one(workspace, "social", D)
+    assert (m.read, m.accepted) == (5, 3)
+    assert m.quarantined_by_reason == {"missing_identity": 1, "unknown_event": 1}
+    events = by_id(lake_events(workspace, "social"))
+    assert {k: v["event_type"] for k, v in events.items()} == {
+        "bw-1": "social_mention",
+        "bw-2": "social_comment",
+        "bw-3": "social_share",
+    }
+    first = events["bw-1"]
+    assert (first["platform"], first["channel"], first["campaign"]) == ("x", "social", "fall")
+    assert first["social_handle_sha256"] == handle_hash("x:trailfan")
+    assert events["bw-2"]["social_handle_sha256"] == handle_hash("instagram:trailfan")
+    assert first["occurred_at"] == datetime(2026, 10, 5, 7, 45, 10, tzinfo=UTC)
+    assert first["text"] == "new boots from @[handle]!"
+    assert json.loads(first["properties"]) == {"language": "en", "sentiment": "positive"}
+    detail = lake_quarantine(workspace, "social").filter(pl.col("native_id") == "bw-5")["detail"]
+    assert "threadEntryType 'poll' is not in the vocabulary" in detail[0]
+
+
 def test_an_unknown_header_is_refused_once_naming_the_closest_layout(workspace) -> None:
     land(
         workspace,
@@ -337,7 +385,7 @@ def test_every_shipped_layout_loads() -> None:
             "yelp",
             "bazaarvoice",
         },
-        "social": {"cjm"},
+        "social": {"cjm", "brandwatch"},
     }
 
 
