@@ -1,0 +1,424 @@
+"""Vendor exports read through layout files: hand-written records in each vendor's
+documented shape, and the canonical rows they must give (worked out by hand here, not
+by the layout engine)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from cjm_pipeline.ingest import ingest_one
+from tests.conftest import lake_events, lake_quarantine, land
+from transforms import layouts
+from transforms.layouts import LayoutError, Spec
+
+DAY = "2026-10-05"
+D = datetime(2026, 10, 5, tzinfo=UTC).date()
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def handle_hash(platform_handle: str) -> str:
+    return sha(f"test-salt{platform_handle}")
+
+
+def jsonl(*records: dict) -> str:
+    return "\n".join(json.dumps(r) for r in records) + "\n"
+
+
+def by_id(events: pl.DataFrame) -> dict[str, dict]:
+    return {row["native_id"]: row for row in events.iter_rows(named=True)}
+
+
+def test_marketplace_reviews_are_keyed_by_their_order(workspace) -> None:
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "order_reviews.csv",
+        "review_id,order_id,review_score,review_comment_title,review_comment_message,"
+        "review_creation_date,review_answer_timestamp\n"
+        # One review standing for two orders of one buyer: two events.
+        "rv-a1,ord-100,5,,Chegou antes do prazo,2026-10-04 21:15:00,2026-10-05 10:00:00\n"
+        "rv-a1,ord-101,5,,Chegou antes do prazo,2026-10-04 21:15:00,2026-10-05 10:00:00\n"
+        "rv-a2,ord-102,6,,,2026-10-05 08:00:00,\n"
+        "rv-a3,ord-103,2,Atraso,Veio quebrado,2026-10-05 08:00:00,\n",
+    )
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (4, 3, {"rating_out_of_range": 1})
+    assert m.files[0].note == "read with the marketplace layout"
+    events = by_id(lake_events(workspace, "reviews"))
+    first = "derived:" + sha("rv-a1\x1ford-100")[:32]
+    second = "derived:" + sha("rv-a1\x1ford-101")[:32]
+    third = "derived:" + sha("rv-a3\x1ford-103")[:32]
+    assert set(events) == {first, second, third}
+    row = events[first]
+    assert row["event_id"] == sha(f"reviews:{first}")[:32]
+    assert (row["platform"], row["order_id"], row["rating"], row["event_type"]) == (
+        "marketplace",
+        "ord-100",
+        5,
+        "review_posted",
+    )
+    # 21:15 in Sao Paulo (UTC-3) is 00:15 UTC the next day.
+    assert row["occurred_at"] == datetime(2026, 10, 5, 0, 15, tzinfo=UTC)
+    assert row["email_sha256"] is None and row["social_handle_sha256"] is None
+    assert json.loads(events[third]["properties"]) == {"title": "Atraso"}
+    assert events[third]["text"] == "Veio quebrado"
+
+
+def test_review_platform_exports_are_picked_by_their_fields(workspace) -> None:
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "trustpilot.jsonl",
+        jsonl(
+            {
+                "id": "tp-1",
+                "stars": 4,
+                "title": "Quick",
+                "text": "Arrived fast",
+                "language": "en",
+                "createdAt": "2026-10-05T08:00:00Z",
+                "consumer": {"id": "cons-77", "displayName": "Ana"},
+                "orderId": "o-5",
+            },
+            {"id": "tp-2", "stars": 0, "createdAt": "2026-10-05T08:00:00Z", "orderId": "o-6"},
+        ),
+    )
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "google.jsonl",
+        jsonl(
+            {
+                "reviewId": "g-1",
+                "reviewer": {"displayName": "Rui Costa", "isAnonymous": False},
+                "starRating": "FIVE",
+                "comment": "Great staff",
+                "createTime": "2026-10-05T09:30:00.123456789Z",
+            },
+            # An anonymous reviewer's stand-in name identifies nobody.
+            {
+                "reviewId": "g-2",
+                "reviewer": {"displayName": "A Google user", "isAnonymous": True},
+                "starRating": "TWO",
+                "createTime": "2026-10-05T09:40:00Z",
+            },
+            {
+                "reviewId": "g-3",
+                "reviewer": {"displayName": "Lea"},
+                "starRating": "STAR_RATING_UNSPECIFIED",
+                "createTime": "2026-10-05T09:50:00Z",
+            },
+        ),
+    )
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "yelp.jsonl",
+        jsonl(
+            {
+                "id": "y-1",
+                "url": "https://www.yelp.example/biz/boots?hrid=1",
+                "text": "Nice fit",
+                "rating": 5,
+                "time_created": "2026-10-04 19:32:11",
+                "user": {"id": "yu-9", "name": "Kim"},
+            }
+        ),
+    )
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "bazaarvoice.jsonl",
+        jsonl(
+            {
+                "Id": "bv-1",
+                "AuthorId": "cust-42",
+                "UserNickname": "hiker42",
+                "Rating": 3,
+                "RatingRange": 5,
+                "Title": "Ok",
+                "ReviewText": "Fine for the price",
+                "SubmissionTime": "2026-10-05T10:00:00.000+02:00",
+                "IsRecommended": True,
+                "ContentLocale": "en_US",
+            }
+        ),
+    )
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted) == (7, 4)
+    assert m.quarantined_by_reason == {
+        "rating_out_of_range": 1,
+        "missing_identity": 1,
+        "wrong_type": 1,
+    }
+    notes = {f.file.rsplit("/", 1)[-1]: f.note for f in m.files}
+    assert notes == {
+        "bazaarvoice.jsonl": "read with the bazaarvoice layout",
+        "google.jsonl": "read with the google_business_profile layout",
+        "trustpilot.jsonl": "read with the trustpilot layout",
+        "yelp.jsonl": "read with the yelp layout",
+    }
+    events = by_id(lake_events(workspace, "reviews"))
+    assert set(events) == {"tp-1", "g-1", "y-1", "bv-1"}
+    tp = events["tp-1"]
+    assert (tp["platform"], tp["rating"], tp["order_id"]) == ("trustpilot", 4, "o-5")
+    assert tp["social_handle_sha256"] == handle_hash("trustpilot:cons-77")
+    assert json.loads(tp["properties"]) == {"title": "Quick", "language": "en"}
+    g = events["g-1"]
+    assert (g["platform"], g["rating"], g["text"]) == ("google", 5, "Great staff")
+    assert g["social_handle_sha256"] == handle_hash("google:rui costa")
+    assert g["occurred_at"] == datetime(2026, 10, 5, 9, 30, 0, 123456, tzinfo=UTC)
+    y = events["y-1"]
+    # 19:32:11 Pacific daylight time (UTC-7) is 02:32:11 UTC the next day.
+    assert y["occurred_at"] == datetime(2026, 10, 5, 2, 32, 11, tzinfo=UTC)
+    assert (y["url"], y["path"]) == ("https://www.yelp.example/biz/boots?hrid=1", "/biz/boots")
+    assert y["social_handle_sha256"] == handle_hash("yelp:yu-9")
+    bv = events["bv-1"]
+    # The shop's own user id: the review joins that customer without a crm row.
+    assert (bv["user_id"], bv["rating"]) == ("cust-42", 3)
+    assert bv["occurred_at"] == datetime(2026, 10, 5, 8, tzinfo=UTC)
+    assert json.loads(bv["properties"]) == {
+        "title": "Ok",
+        "language": "en_us",
+        "recommended": True,
+    }
+    q = lake_quarantine(workspace, "reviews")
+    problems = dict(zip(q["native_id"], q["detail"], strict=True))
+    assert (
+        "starRating 'STAR_RATING_UNSPECIFIED' is not a number or a star rating" in problems["g-3"]
+    )
+    assert "stars 0 is not a whole number from 1 to 5" in problems["tp-2"]
+
+
+def test_brandwatch_mentions(workspace) -> None:
+    def mention(**fields: object) -> dict:
+        base = {
+            "resourceId": "bw-1",
+            "date": "2026-10-05T07:45:10.000+0000",
+            "author": "TrailFan",
+            "fullText": "new boots from @northwind!",
+            "url": "https://x.example/s/1?utm_campaign=fall",
+            "pageType": "twitter",
+            "threadEntryType": "post",
+            "sentiment": "Positive",
+            "language": "en",
+        }
+        return {**base, **fields}
+
+    land(
+        workspace,
+        "social",
+        DAY,
+        "brandwatch.jsonl",
+        jsonl(
+            mention(),
+            mention(resourceId="bw-2", threadEntryType="reply", pageType="instagram"),
+            mention(resourceId="bw-3", threadEntryType="share", sentiment="neutral"),
+            mention(resourceId="bw-4", pageType="news", author=""),
+            mention(resourceId="bw-5", threadEntryType="poll"),
+        ),
+    )
+    m = ingest_one(workspace, "social", D)
+    assert (m.read, m.accepted) == (5, 3)
+    assert m.quarantined_by_reason == {"missing_identity": 1, "unknown_event": 1}
+    events = by_id(lake_events(workspace, "social"))
+    assert {k: v["event_type"] for k, v in events.items()} == {
+        "bw-1": "social_mention",
+        "bw-2": "social_comment",
+        "bw-3": "social_share",
+    }
+    first = events["bw-1"]
+    assert (first["platform"], first["channel"], first["campaign"]) == ("x", "social", "fall")
+    assert first["social_handle_sha256"] == handle_hash("x:trailfan")
+    assert events["bw-2"]["social_handle_sha256"] == handle_hash("instagram:trailfan")
+    assert first["occurred_at"] == datetime(2026, 10, 5, 7, 45, 10, tzinfo=UTC)
+    assert first["text"] == "new boots from @[handle]!"
+    assert json.loads(first["properties"]) == {"language": "en", "sentiment": "positive"}
+    detail = lake_quarantine(workspace, "social").filter(pl.col("native_id") == "bw-5")["detail"]
+    assert "threadEntryType 'poll' is not in the vocabulary" in detail[0]
+
+
+def test_an_unknown_header_is_refused_once_naming_the_closest_layout(workspace) -> None:
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "export.csv",
+        "review_id,order_id,review_score,created\nr-1,o-1,5,2026-10-05\nr-2,o-2,4,2026-10-05\n",
+    )
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (1, 0, {"unreadable_file": 1})
+    [detail] = lake_quarantine(workspace, "reviews")["detail"].to_list()
+    assert "the closest, 'marketplace'" in detail
+    assert "lacks review_creation_date;" in detail
+    assert "the header has created, order_id, review_id, review_score" in detail
+
+
+def test_a_layout_file_in_the_landing_folder_names_the_layout(workspace) -> None:
+    # An own-format record read as Yelp has none of Yelp's fields.
+    land(workspace, "reviews", DAY, "r.jsonl", jsonl({"review_id": "r-1", "platform": "x"}))
+    (workspace.landing_dir / "reviews" / "_layout").write_text("yelp\n")
+    m = ingest_one(workspace, "reviews", D)
+    assert m.files[0].note == "read with the yelp layout"
+    assert m.quarantined_by_reason == {"missing_id": 1}
+    (workspace.landing_dir / "reviews" / "_layout").write_text("amazon\n")
+    m = ingest_one(workspace, "reviews", D)
+    assert m.quarantined_by_reason == {"unreadable_file": 1}
+    assert "names 'amazon', which is not a reviews layout" in m.messages[0]
+
+
+def _times(spec: Spec, values: list[str]) -> list[datetime | None]:
+    frame = pl.DataFrame({"t": values}).select(layouts.occurred_at(spec, pl.col("t")))
+    return frame["t"].to_list()
+
+
+@pytest.mark.parametrize(
+    ("spec", "text", "expected"),
+    [
+        (Spec(format="date"), "2026-10-05", datetime(2026, 10, 5, tzinfo=UTC)),
+        # Midnight in Berlin (UTC+2 in summer time) is 22:00 UTC the day before.
+        (
+            Spec(format="date", zone="Europe/Berlin"),
+            "2026-10-05",
+            datetime(2026, 10, 4, 22, tzinfo=UTC),
+        ),
+        (Spec(format="epoch_s"), "1791187200", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+        (Spec(format="epoch_ms"), "1791187200250", datetime(2026, 10, 5, 8, 0, 0, 250000, UTC)),
+        (Spec(format="epoch_us"), "1791187200000001", datetime(2026, 10, 5, 8, 0, 0, 1, UTC)),
+        (
+            Spec(format="rfc2822"),
+            "Mon, 05 Oct 2026 10:00:00 +0200",
+            datetime(2026, 10, 5, 8, tzinfo=UTC),
+        ),
+        (Spec(format="rfc2822"), "05 Oct 2026 08:00:00 GMT", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+        (
+            Spec(format="%d/%m/%Y %H:%M", zone="America/New_York"),
+            "05/10/2026 04:00",
+            datetime(2026, 10, 5, 8, tzinfo=UTC),
+        ),
+        (Spec(zone="Asia/Tokyo"), "2026-10-05 17:00:00", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+        # An offset in the value wins over the zone.
+        (Spec(zone="Asia/Tokyo"), "2026-10-05T08:00:00Z", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+        # 02:30 does not exist in Berlin on the night clocks go forward.
+        (Spec(zone="Europe/Berlin"), "2026-03-29 02:30:00", None),
+        (Spec(format="epoch_ms"), "soon", None),
+    ],
+)
+def test_timestamp_formats_and_zones(spec: Spec, text: str, expected: datetime | None) -> None:
+    assert _times(spec, [text]) == [expected]
+
+
+def test_ratings_on_other_scales_and_in_words() -> None:
+    ten = Spec(scale=10)
+    values = pl.DataFrame({"r": [str(i) for i in range(1, 11)]}).select(
+        layouts.scaled(ten, layouts.rating_value(ten, pl.col("r")))
+    )
+    assert values["r"].to_list() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    stars = Spec(stars=True)
+    words = [
+        "FIVE",
+        "4.0 out of 5 stars",
+        "5 stars",
+        "★★★☆☆",
+        "3",
+        "great",
+        "STAR_RATING_UNSPECIFIED",
+    ]
+    read = pl.DataFrame({"r": words}).select(layouts.rating_value(stars, pl.col("r")))
+    assert read["r"].to_list() == [5, 4, 5, 3, 3, None, None]
+
+
+def test_a_wrong_layout_is_named_with_its_fault(tmp_path: Path) -> None:
+    base = {"name": "shop", "required": ["id"], "fields": {"id": "id", "platform": "p"}}
+    cases = [
+        (
+            {
+                **base,
+                "fields": {**base["fields"], "occurred_at": {"column": "t", "zone": "Mars/Base"}},
+            },
+            "zone 'Mars/Base'",
+        ),
+        (
+            {**base, "fields": {**base["fields"], "occurred_at": "t", "stars": "s"}},
+            "stars is not a reviews field",
+        ),
+        ({**base, "fields": {"id": "id", "occurred_at": "t"}}, "must map platform"),
+        (
+            {
+                **base,
+                "fields": {**base["fields"], "occurred_at": {"column": "t", "format": "julian"}},
+            },
+            "format 'julian'",
+        ),
+        (
+            {**base, "name": "other", "fields": {**base["fields"], "occurred_at": "t"}},
+            "must be its file name",
+        ),
+    ]
+    for raw, fault in cases:
+        with pytest.raises(LayoutError, match=fault.replace("(", r"\(")):
+            layouts._layout("reviews", tmp_path / "shop.yaml", raw)
+
+
+def test_every_shipped_layout_loads() -> None:
+    names = {s: {x.name for x in layouts.layouts(s)} for s in ("reviews", "social")}
+    assert names == {
+        "reviews": {
+            "cjm",
+            "marketplace",
+            "trustpilot",
+            "google_business_profile",
+            "yelp",
+            "bazaarvoice",
+        },
+        "social": {"cjm", "brandwatch"},
+    }
+
+
+def test_the_readme_example_layout_reads_its_export(workspace, tmp_path, monkeypatch) -> None:
+    """A user adds a layout without code: the README's example, as written there."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("# transforms/layouts/reviews/shop_reviews.yaml\n", 1)[1]
+    example = example.split("```", 1)[0]
+    folder = tmp_path / "layouts" / "reviews"
+    folder.mkdir(parents=True)
+    (folder / "shop_reviews.yaml").write_text(example)
+    monkeypatch.setattr(layouts, "LAYOUT_DIR", tmp_path / "layouts")
+    layouts.layouts.cache_clear()
+    try:
+        land(
+            workspace,
+            "reviews",
+            DAY,
+            "widget.csv",
+            "Review No,Customer,Score (1-10),Comment,Posted\n"
+            "17,cust-9,7,Comfortable,05/10/2026 09:30\n"
+            "18,cust-9,11,Too small,05/10/2026 09:45\n",
+        )
+        m = ingest_one(workspace, "reviews", D)
+    finally:
+        layouts.layouts.cache_clear()
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (2, 1, {"rating_out_of_range": 1})
+    [row] = lake_events(workspace, "reviews").iter_rows(named=True)
+    # 7 of 10 is 4 of 5; 09:30 in Lisbon (UTC+1 in summer time) is 08:30 UTC.
+    assert (row["native_id"], row["user_id"], row["rating"], row["platform"]) == (
+        "17",
+        "cust-9",
+        4,
+        "shop",
+    )
+    assert row["occurred_at"] == datetime(2026, 10, 5, 8, 30, tzinfo=UTC)
