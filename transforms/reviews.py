@@ -27,7 +27,7 @@ from transforms.common import (
     timestamp_rules,
 )
 from transforms.pii import normalise_email
-from transforms.readers import ParsedFile, read_csv, read_jsonl
+from transforms.readers import ParsedFile, is_csv, read_csv, read_jsonl
 
 SOURCE = "reviews"
 FILE_GLOBS = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz")
@@ -51,7 +51,7 @@ NO = ("false", "no", "n", "0")
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    if ".csv" in path.suffixes:
+    if is_csv(path, ctx.limits):
         chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
     else:
         chunks = read_jsonl(path, ctx.limits, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))

@@ -24,7 +24,7 @@ from transforms.common import (
     url_path,
     vocabulary_rule,
 )
-from transforms.readers import ParsedFile, read_csv, read_jsonl
+from transforms.readers import ParsedFile, is_csv, read_csv, read_jsonl
 
 SOURCE = "social"
 FILE_GLOBS = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz")
@@ -54,7 +54,7 @@ KINDS: dict[str, str] = {
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    if ".csv" in path.suffixes:
+    if is_csv(path, ctx.limits):
         chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
     else:
         chunks = read_jsonl(path, ctx.limits, pl.Struct(dict.fromkeys(COLUMNS, pl.String)))
