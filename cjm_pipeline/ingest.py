@@ -8,7 +8,8 @@ total: ``read = accepted + quarantined + duplicates``.
 
 The landing folder is a trust boundary. Only regular files directly in it are read;
 links, sub-folders, FIFOs, hidden files and files of another format are listed in the
-manifest with the reason they were skipped, never opened. Any failure while reading
+manifest with the reason they were skipped, never opened (a file whose name has no
+known extension is opened for its first bytes, to tell its format). Any failure while reading
 one file quarantines that file whole with its reason, and the rest of the night lands.
 
 Partitions and the manifest that describes them change as one step: the new files are
@@ -44,7 +45,7 @@ from cjm_pipeline.files import atomic_write_text, fsync_path
 from cjm_pipeline.settings import ALL_SOURCES, Settings
 from transforms import crm, email, orders, pii, reviews, social, web
 from transforms.common import AdapterResult, BatchContext, whole_file_rejected
-from transforms.readers import Limits, UnreadableFileError
+from transforms.readers import Limits, UnreadableFileError, extension, named_format, sniff
 from transforms.schema import CANONICAL_SCHEMA, CRM_SCHEMA, QUARANTINE_SCHEMA
 
 ADAPTERS: dict[str, ModuleType] = {
@@ -59,6 +60,10 @@ ADAPTERS: dict[str, ModuleType] = {
 EVENTS_FILE = "events.parquet"
 QUARANTINE_FILE = "quarantine.parquet"
 CRM_FILE = "customers.parquet"
+# Extensions of formats no source reads: a file so named is skipped without being opened.
+FOREIGN_EXTENSIONS = frozenset(
+    {".parquet", ".avro", ".orc", ".xlsx", ".xls", ".xml", ".zip", ".tsv", ".pdf"}
+)
 
 
 class LakeWriteError(OSError):
@@ -129,19 +134,26 @@ class Manifest:
         return cls.from_dict(json.loads(path.read_text()))
 
 
-def landing_files(folder: Path, globs: Iterable[str]) -> tuple[list[Path], list[Skipped]]:
+def landing_files(
+    folder: Path, globs: Iterable[str], limits: Limits | None = None
+) -> tuple[list[Path], list[Skipped]]:
     """The files of a landing folder to read, and every other entry with its reason.
 
-    Nothing is followed or opened here: an entry is read only if it is a regular file
-    directly in the folder (not a link), matches one of the source's patterns and is
-    not hidden. (The folder itself was checked by ``_outside``.)
+    Nothing is followed here: an entry is read only if it is a regular file directly in
+    the folder (not a link) and not hidden, and either its name matches one of the
+    source's patterns (in any case) or its name has no known extension and its content
+    is a format the source reads (``readers.sniff``: how an S3 destination names its
+    objects). Only such a file is opened here, for its first bytes. A file whose
+    extension names another format is skipped unopened. (The folder itself was checked
+    by ``_outside``.)
     """
+    globs = tuple(globs)
     files: list[Path] = []
     skipped: list[Skipped] = []
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             name = pii.mask_string(entry.name)
-            why = _why_skipped(entry, globs)
+            why = _why_skipped(entry, globs, limits or Limits())
             if why:
                 skipped.append(Skipped(name, why))
             else:
@@ -170,7 +182,7 @@ def _outside(folder: Path, root: Path) -> str:
     return ""
 
 
-def _why_skipped(entry: os.DirEntry, globs: Iterable[str]) -> str:
+def _why_skipped(entry: os.DirEntry, globs: tuple[str, ...], limits: Limits) -> str:
     """Why a landing folder entry is not read ('' when it is)."""
     mode = entry.stat(follow_symlinks=False).st_mode
     if stat.S_ISLNK(mode):
@@ -184,9 +196,27 @@ def _why_skipped(entry: os.DirEntry, globs: Iterable[str]) -> str:
         return f"{kind}, not a regular file: never read"
     if entry.name.startswith("."):
         return "a hidden file: hidden files are not read"
-    if not any(Path(entry.name).match(pattern) for pattern in globs):
-        return f"not a file this source reads (expected {', '.join(globs)})"
-    return ""
+    names = (Path(entry.name), Path(entry.name.lower()))
+    if any(name.match(pattern) for name in names for pattern in globs):
+        return ""
+    expected = f"expected {', '.join(globs)}"
+    formats = {f for f in ("json", "csv") if any(f in pattern for pattern in globs)}
+    if named_format(names[0]) or extension(names[0]) in FOREIGN_EXTENSIONS:
+        return f"not a file this source reads ({expected})"
+    content = sniff(Path(entry.path), limits)
+    if content in formats:
+        return ""
+    described = {
+        "json": "JSON",
+        "csv": "CSV",
+        "text": "text that is neither JSON nor CSV",
+        "binary": "not text",
+        "empty": "empty",
+    }.get(content, content)
+    return (
+        f"no known extension, and its content is {described}: not a format this source "
+        f"reads ({expected}, or such content under any name)"
+    )
 
 
 @dataclass
@@ -377,7 +407,7 @@ def parse_batch(settings: Settings, source: str, day: date) -> Batch:
         return batch
 
     ctx = batch_context(settings, source, day)
-    files, manifest.skipped = landing_files(folder, adapter.FILE_GLOBS)
+    files, manifest.skipped = landing_files(folder, adapter.FILE_GLOBS, ctx.limits)
     if not files:
         manifest.messages.append(
             f"landing folder {folder} holds no {source} files "

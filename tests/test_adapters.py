@@ -136,7 +136,8 @@ def test_email_sendgrid_events(workspace) -> None:
         ),
         json.dumps(ev(sg_event_id="e-5", event="opened_twice")),
         json.dumps(ev(sg_event_id="e-6", timestamp="yesterday")),
-        json.dumps(ev(sg_event_id=None)),
+        # no sg_event_id, and no timestamp or message id to derive one from
+        json.dumps(ev(sg_event_id=None, sg_message_id=None, timestamp=None)),
         json.dumps(ev(sg_event_id="e-8", email=None)),
         json.dumps(ev(sg_event_id="e-9", category={"a": 1})),
     ]

@@ -113,6 +113,19 @@ def json_lines(objects, arrays: bool = False):
     return st.lists(line, max_size=12).map("\n".join)
 
 
+def json_documents(objects):
+    """A webhook body saved as posted: an array of objects or one object, pretty-printed
+    over many lines, whole or cut anywhere."""
+    document = st.one_of(
+        st.lists(objects, max_size=4).map(lambda a: json.dumps(a, indent=2)),
+        objects.map(lambda o: json.dumps(o, indent=4, ensure_ascii=False)),
+    )
+    return st.one_of(
+        document,
+        document.flatmap(lambda d: st.integers(0, len(d)).map(lambda n: d[:n])),
+    )
+
+
 def csv_text(columns: list[str]):
     header = st.lists(st.sampled_from([*columns, "other", ""]), min_size=1, max_size=12).map(
         lambda h: list(dict.fromkeys(h))
@@ -161,6 +174,9 @@ def _records(text: str, name: str, arrays: bool) -> int:
     non-blank row after the header (or one for the whole file when the header lacks a
     required column: the file is refused)."""
     text = text.removeprefix("\ufeff")
+    document = None if ".csv" in name else _document_records(text)
+    if document is not None:
+        return document
     if ".csv" not in name:
         lines = [line.rstrip("\r") for line in text.split("\n")]
         return sum(_array_size(line) if arrays else 1 for line in lines if not _blank(line))
@@ -175,6 +191,48 @@ def _records(text: str, name: str, arrays: bool) -> int:
     if any(not set(names) & set(header) for names in alternatives):
         return 1
     return sum(1 for row in rows[1:] if row and not (len(row) == 1 and not row[0].strip()))
+
+
+_JSON_SPACE = " \t\r\n"
+
+
+def _document_records(text: str) -> int | None:
+    """Records of a file read as one JSON document, by the README's rule (None when it
+    is read as JSON lines): the first line that is not white space starts with [ or {
+    and is not a JSON value by itself; then values are read one after another, a
+    top-level array standing for its elements, each a record; at a break, the rest of
+    the file is one more record, unless nothing was read before it (JSON lines then)."""
+    body = text.lstrip(_JSON_SPACE)
+    if body[:1] not in ("[", "{") or "\n" not in body:
+        return None
+    try:
+        json.loads(body.split("\n", 1)[0])
+        return None
+    except (ValueError, RecursionError):
+        pass
+    decoder = json.JSONDecoder()
+    count, rest = 0, body
+    try:
+        while rest:
+            if rest[0] != "[":
+                _, end = decoder.raw_decode(rest)
+                count, rest = count + 1, rest[end:].lstrip(_JSON_SPACE)
+                continue
+            rest = rest[1:].lstrip(_JSON_SPACE)
+            if rest[:1] == "]":
+                rest = rest[1:].lstrip(_JSON_SPACE)
+                continue
+            while True:
+                _, end = decoder.raw_decode(rest)
+                count, rest = count + 1, rest[end:].lstrip(_JSON_SPACE)
+                if rest[:1] not in (",", "]"):
+                    raise ValueError("the array is not closed")
+                closed, rest = rest[0] == "]", rest[1:].lstrip(_JSON_SPACE)
+                if closed:
+                    break
+    except (ValueError, RecursionError):
+        return count + 1 if count else None
+    return count
 
 
 def _array_size(line: str) -> int:
@@ -245,7 +303,13 @@ def test_web_adapter_accounts_for_every_record(text: str, encoding: str) -> None
 
 
 @FUZZ
-@given(json_lines(records(_fields(email.NATIVE_DTYPE)), arrays=True), encodings)
+@given(
+    st.one_of(
+        json_lines(records(_fields(email.NATIVE_DTYPE)), arrays=True),
+        json_documents(records(_fields(email.NATIVE_DTYPE))),
+    ),
+    encodings,
+)
 def test_email_adapter_accounts_for_every_record(text: str, encoding: str) -> None:
     _check("email", "sendgrid.json", text, encoding)
 

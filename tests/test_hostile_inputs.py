@@ -241,8 +241,7 @@ def test_links_folders_fifos_and_hidden_files_are_listed_not_read(workspace, tmp
     assert skipped == {
         ".hidden.jsonl": "a hidden file",
         "linked.jsonl": "a symbolic link",
-        "notes.txt": "not a file this source reads (expected *.jsonl, *.jsonl.gz, *.ndjson, "
-        "*.ndjson.gz, *.json, *.json.gz)",
+        "notes.txt": "no known extension, and its content is text that is neither JSON nor CSV",
         "passwd.jsonl": "a symbolic link",
         "pipe.jsonl": "a FIFO, not a regular file",
         "x.jsonl": "a folder",

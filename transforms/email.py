@@ -1,8 +1,16 @@
-"""Email events: the SendGrid Event Webhook, stored one event object per line.
+"""Email events: the SendGrid Event Webhook, stored one event object per line, or
+the POST body as it was posted (a JSON array, on one line or pretty-printed over many;
+see ``readers._read_document``).
 
 A line may also hold a whole webhook POST body (a JSON array of events); such a
 line is split into its events. ``timestamp`` is unix seconds. Custom arguments
 (``utm_*``, ``user_id``, ``order_id``) are read when the sender attached them.
+
+An event without ``sg_event_id`` (some ``dropped`` events, older webhook versions) gets
+an id derived from its content (``common.derived_ids``) over ``DERIVED_ID_FIELDS``, when
+it has a valid timestamp and a message id or an address; otherwise it is ``missing_id``.
+An open that SendGrid flags ``sg_machine_open`` (a mail client fetching the message, as
+Apple Mail Privacy Protection does) is ``email_machine_opened``, not ``email_opened``.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from transforms.common import (
     AdapterResult,
     BatchContext,
     Rule,
+    fill_derived_ids,
     fill_missing,
     json_object,
     missing_id_rule,
@@ -39,6 +48,7 @@ NATIVE_DTYPE = pl.Struct(
         "event": S,
         "sg_event_id": S,
         "sg_message_id": S,
+        "sg_machine_open": S,
         "url": S,
         "category": pl.List(S),
         "reason": S,
@@ -62,7 +72,7 @@ EVENTS: dict[str, str] = {
     "processed": "email_processed",
     "delivered": "email_delivered",
     "deferred": "email_deferred",
-    "open": "email_opened",
+    "open": "email_opened",  # email_machine_opened where sg_machine_open is true
     "click": "email_clicked",
     "bounce": "email_bounced",
     "dropped": "email_dropped",
@@ -71,6 +81,24 @@ EVENTS: dict[str, str] = {
     "group_unsubscribe": "email_group_unsubscribed",
     "group_resubscribe": "email_group_resubscribed",
 }
+
+
+# What tells one event from another when SendGrid gave it no sg_event_id: what happened,
+# to which message and address, when, and the fields that differ between events of one
+# message (the link clicked; a bounce's or drop's reason, type and status; the group).
+DERIVED_ID_FIELDS = (
+    "event",
+    "machine_open",
+    "sg_message_id",
+    "email",
+    "timestamp",
+    "url",
+    "reason",
+    "type",
+    "status",
+    "asm_group_id",
+)
+_TRUE, _FALSE = ("true", "1"), ("false", "0")
 
 
 def _normalise(record: dict) -> dict:
@@ -89,10 +117,17 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
 def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
     frame = parsed.records
     url = pl.col("url")
+    given_id = ctx.identity(pl.col("sg_event_id"))
+    flag = pl.col("sg_machine_open").str.strip_chars().str.to_lowercase()
+    machine_open = pl.when(flag.is_in(_TRUE)).then(True).when(flag.is_in(_FALSE)).then(False)
+    event = pl.col("event").str.strip_chars().str.to_lowercase()
     prepared = frame.with_columns(
-        native_id=pl.col("sg_event_id"),
+        native_id=pl.when(given_id.str.strip_chars() != "").then(given_id),
         native_event=pl.col("event"),
-        event_type=pl.col("event").str.to_lowercase().replace_strict(EVENTS, default=None),
+        event_type=pl.when((event == "open") & machine_open)
+        .then(pl.lit("email_machine_opened"))
+        .otherwise(pl.col("event").str.to_lowercase().replace_strict(EVENTS, default=None)),
+        _machine_open=machine_open,
         occurred_at=parse_epoch_seconds(pl.col("timestamp")),
         user_id=ctx.identity(pl.col("user_id")),
         _email=ctx.identity(normalise_email(pl.col("email"))),
@@ -109,6 +144,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         utm_content=fill_missing(pl.col("utm_content"), url_param, url, "utm_content"),
         properties=json_object(
             sg_message_id="sg_message_id",
+            machine_open=machine_open,
             category="category",
             bounce_type="type",
             reason="reason",
@@ -124,8 +160,24 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             pl.col("category").list.first(),
         )
     )
+    occurred = pl.col("occurred_at")
+    normalised = {
+        "event": event,
+        "machine_open": pl.col("_machine_open").cast(pl.String),
+        "email": pl.col("_email"),
+        "timestamp": occurred.dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"),
+    }
+    content = {name: normalised.get(name, pl.col(name)) for name in DERIVED_ID_FIELDS}
+    usable = occurred.is_not_null() & (
+        pl.col("sg_message_id").is_not_null() | pl.col("_email").is_not_null()
+    )
+    prepared = fill_derived_ids(prepared, content, usable, ctx.salt)
     rules = [
-        missing_id_rule(pl.col("native_id"), "sg_event_id", ctx),
+        missing_id_rule(
+            pl.col("native_id"),
+            "sg_event_id, nor a timestamp with a message id or address to derive one from",
+            ctx,
+        ),
         Rule(
             "missing_identity",
             pl.col("_email").is_null() | ~pl.col("_email").str.contains("@"),

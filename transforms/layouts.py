@@ -52,10 +52,12 @@ from transforms.common import (
     url_path,
 )
 from transforms.readers import (
+    GZIP_MAGIC,
     Limits,
     ParsedFile,
     UnreadableFileError,
     _open_regular,
+    is_csv,
     read_csv,
     read_jsonl,
     to_utf8,
@@ -329,7 +331,9 @@ def _peek(path: Path, limits: Limits) -> str:
     size = min(PEEK_BYTES, limits.max_file_bytes)
     with _open_regular(path) as handle:
         try:
-            if path.suffix == ".gz":
+            # Gzip by its magic bytes, whatever the name (an object store's key).
+            zipped = handle.peek(len(GZIP_MAGIC))[: len(GZIP_MAGIC)] == GZIP_MAGIC
+            if zipped:
                 with gzip.GzipFile(fileobj=handle) as unzipped:
                     data = unzipped.read(size)
             else:
@@ -372,7 +376,7 @@ def _json_paths(text: str) -> set[str]:
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    csv_file = ".csv" in path.suffixes
+    csv_file = is_csv(path, ctx.limits)
     text = _peek(path, ctx.limits)
     present = _csv_header(text) if csv_file else _json_paths(text)
     layout = choose(ctx.source, present, path, csv_file)

@@ -39,7 +39,7 @@ from transforms.common import (
     to_canonical,
 )
 from transforms.pii import normalise_email
-from transforms.readers import ParsedFile, read_csv, read_jsonl
+from transforms.readers import ParsedFile, is_csv, read_csv, read_jsonl
 from transforms.schema import UTC_TS
 
 SOURCE = "orders"
@@ -109,7 +109,7 @@ TIMES = (*EVENT_TIMES, "estimated_delivery_at", "updated_at")
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    if ".csv" in path.suffixes:
+    if is_csv(path, ctx.limits):
         chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
     else:
         chunks = read_jsonl(path, ctx.limits, NATIVE_DTYPE)

@@ -17,6 +17,11 @@ JSON (nested too deep included).
 JSON lines are decoded by Polars in sub-chunks. A sub-chunk that fails to decode is
 bisected until the offending lines are isolated, so a file with a few broken lines
 costs little more than a clean one, and each broken line is named.
+
+The format is told by content, not by name: a gzip file is recognised by its magic
+bytes, and a JSON file whose first line opens a value it does not close (a pretty-printed
+array or object, as a webhook body is saved) is read as one document (``_read_document``)
+rather than line by line. ``sniff`` names the format of a file whose name does not.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ from transforms import pii
 CHUNK_LINES = 1024  # lines per Polars decode call
 CHUNK_RECORDS = 100_000  # records per chunk handed to an adapter
 _READ_BLOCK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+SNIFF_BYTES = 64 << 10  # what ``sniff`` reads (after decompression) to tell a format
+_NOT_JSON_SPACE = re.compile(r"[^ \t\r\n]")
+_NOT_JSON_SPACE_BYTES = re.compile(rb"[^ \t\r\n]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f]")
+# What a rejected document tail keeps of its text (the quarantine cuts it further).
+_TAIL_RAW_CHARS = 4096
 _SURROGATE = re.compile("[\udc80-\udcff]")
 # Decoding releases the GIL, so sub-chunks decode in parallel across Polars' threads; a
 # process that runs with one Polars thread (a parallel ingest worker) decodes inline.
@@ -126,12 +138,15 @@ def _too_large(limits: Limits) -> FileTooLargeError:
 
 
 def read_bytes(path: Path, limits: Limits | None = None) -> bytes:
-    """The file's bytes, decompressed when it ends in .gz, within the limits."""
+    """The file's bytes, decompressed when they are gzip (by content, whatever the
+    name), within the limits."""
     limits = limits or Limits()
     with _open_regular(path) as handle:
         size = os.fstat(handle.fileno()).st_size
         try:
-            if path.suffix != ".gz":
+            magic = handle.read(len(GZIP_MAGIC))
+            handle.seek(0)
+            if magic != GZIP_MAGIC:
                 data = handle.read(limits.max_file_bytes + 1)
                 if len(data) > limits.max_file_bytes:
                     raise _too_large(limits)
@@ -205,6 +220,57 @@ def to_utf8(data: bytes) -> tuple[bytes, list[str]]:
 
 def read_text(path: Path, limits: Limits) -> tuple[bytes, list[str]]:
     return to_utf8(read_bytes(path, limits))
+
+
+# What a landing file's name says of its format (after a final .gz, in lower case).
+NAMED_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv"}
+
+
+def extension(path: Path) -> str:
+    """The last extension of a file's name, in lower case, after a final .gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def named_format(path: Path) -> str:
+    """'json' or 'csv' when the name's extension says so ('' when it does not)."""
+    return NAMED_FORMATS.get(extension(path), "")
+
+
+def sniff(path: Path, limits: Limits) -> str:
+    """What the content of a file is, from its first ``SNIFF_BYTES`` (decompressed when
+    gzip): 'json' (the first character that is not white space is [ or {), 'csv' (text
+    whose first line holds a comma), 'text', 'binary' (control characters), 'empty', or
+    'unreadable: <why>'. Only the beginning is read, within the limits."""
+    try:
+        with _open_regular(path) as handle:
+            head = handle.read(SNIFF_BYTES)
+    except UnreadableFileError as exc:
+        return f"unreadable: {exc}"
+    if head.startswith(GZIP_MAGIC):
+        try:
+            head = zlib.decompressobj(wbits=31).decompress(head, SNIFF_BYTES)
+        except zlib.error as exc:
+            return f"unreadable: it starts as gzip but does not decompress ({exc})"
+    encoding = next((name for bom, name in _BOMS if head.startswith(bom)), None)
+    encoding = encoding or _utf16_without_bom(head[:4096]) or "utf-8"
+    text = head.decode(encoding, errors="replace").lstrip("\ufeff")
+    first = _NOT_JSON_SPACE.search(text)
+    if first is None:
+        return "empty"
+    if text[first.start()] in "[{":
+        return "json"
+    if _CONTROL.search(text):
+        return "binary"
+    return "csv" if "," in text[first.start() :].split("\n", 1)[0] else "text"
+
+
+def is_csv(path: Path, limits: Limits) -> bool:
+    """Whether a file of a source that reads CSV and JSON is CSV: by its name's
+    extension, or by its content when the name has none that says."""
+    return (named_format(path) or sniff(path, limits)) == "csv"
 
 
 def _blank_invalid_utf8(data: bytes) -> tuple[bytes, list[Reject]]:
@@ -333,6 +399,7 @@ def read_jsonl(
 ) -> Iterator[ParsedFile]:
     """Read a JSON lines file (optionally gzipped) in chunks; a line holds one object.
 
+    A file that is one pretty-printed document is read as such (``_read_document``).
     With ``split_arrays`` a line may also hold an array of objects (a webhook POST
     body), each becoming a record with that line's number. ``normalize`` is
     applied only to lines that failed the fast path, so that a format's legal
@@ -340,6 +407,11 @@ def read_jsonl(
     are accepted without slowing down the common case.
     """
     data, notes = read_text(path, limits)
+    document = _read_document(data) if _may_be_document(data) else None
+    if document is not None:
+        del data
+        yield from _document_chunks(document, limits, dtype, normalize, notes)
+        return
     data, rejects = _blank_invalid_utf8(data)
     stripped = pl.col("_raw").str.strip_chars()
     lines = (
@@ -363,6 +435,148 @@ def read_jsonl(
             parsed.notes = notes
             # A line is a record, unless a line may hold an array of them.
             parsed.records_in_file = None if split_arrays else lines.height + len(rejects)
+        yield parsed
+
+
+def _may_be_document(data: bytes) -> bool:
+    """True when the first line opens a JSON array or object that it does not close:
+    the file may be one document spread over lines (``_read_document`` decides)."""
+    first = _NOT_JSON_SPACE_BYTES.search(data)
+    if first is None or data[first.start() : first.start() + 1] not in (b"[", b"{"):
+        return False
+    end = data.find(b"\n", first.start())
+    if end == -1:
+        return False
+    try:
+        json.loads(data[first.start() : end].decode("utf-8", errors="surrogateescape"))
+    except (ValueError, RecursionError):
+        return True
+    return False
+
+
+@dataclass
+class _Document:
+    lines: list[int]
+    raws: list[str]
+    rejects: list[Reject]
+
+
+class _Break(Exception):
+    def __init__(self, at: int, message: str) -> None:
+        super().__init__(message)
+        self.at = at
+        self.message = message
+
+
+def _read_document(data: bytes) -> _Document | None:
+    """The records of a file read as JSON documents (pretty-printed or not) separated by
+    white space, or None when its first record cannot be read (then it is JSON lines).
+
+    A top-level array stands for its elements. Every element (or top-level value) is a
+    record, at the line where it starts; its text is kept as written. A record holding
+    bytes that are not UTF-8 is rejected alone. Where the document breaks (invalid JSON,
+    a missing comma, the end of the file before the closing bracket), the records before
+    the break stand and the rest of the file is one record rejected as ``invalid_json``
+    at the line where the break starts.
+    """
+    text = data.decode("utf-8", errors="surrogateescape")
+    decoder = json.JSONDecoder()
+    found = _Document([], [], [])
+    counted = [0, 1]  # position up to which newlines are counted, and the line there
+
+    def line_at(pos: int) -> int:
+        counted[1] += text.count("\n", counted[0], pos)
+        counted[0] = pos
+        return counted[1]
+
+    def skip(pos: int) -> int:
+        match = _NOT_JSON_SPACE.search(text, pos)
+        return match.start() if match else len(text)
+
+    def record(pos: int) -> int:
+        try:
+            _, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise _Break(pos, f"{exc.msg}, line {exc.lineno} column {exc.colno}") from exc
+        except RecursionError as exc:
+            raise _Break(pos, "nested too deeply") from exc
+        raw = text[pos:end]
+        if _SURROGATE.search(raw):
+            found.rejects.append(
+                Reject(
+                    line_at(pos),
+                    "invalid_utf8",
+                    "the record holds bytes that are not UTF-8 (re-export the file as UTF-8)",
+                    raw.encode("utf-8", errors="surrogateescape").decode("utf-8", "replace"),
+                )
+            )
+        else:
+            found.lines.append(line_at(pos))
+            found.raws.append(raw)
+        return skip(end)
+
+    pos = skip(0)
+    try:
+        while pos < len(text):
+            if text[pos] != "[":
+                pos = record(pos)
+                continue
+            pos = skip(pos + 1)
+            if text[pos : pos + 1] == "]":
+                pos = skip(pos + 1)
+                continue
+            while True:
+                pos = record(pos)
+                if text[pos : pos + 1] not in (",", "]"):
+                    what = "the end of the file" if pos == len(text) else "another character"
+                    raise _Break(pos, f"expected ',' or ']' after an array element, found {what}")
+                closed = text[pos] == "]"
+                pos = skip(pos + 1)
+                if closed:
+                    break
+    except _Break as broke:
+        if not found.lines and not found.rejects:
+            return None
+        start = line_at(broke.at)
+        found.rejects.append(
+            Reject(
+                start,
+                "invalid_json",
+                f"not valid JSON ({broke.message}): the document cannot be read past this "
+                f"point, and the rest of the file from line {start} is this one record",
+                text[broke.at : broke.at + _TAIL_RAW_CHARS]
+                .encode("utf-8", errors="surrogateescape")
+                .decode("utf-8", "replace"),
+            )
+        )
+    return found
+
+
+def _document_chunks(
+    document: _Document,
+    limits: Limits,
+    dtype: pl.Struct,
+    normalize: Callable[[dict], dict] | None,
+    notes: list[str],
+) -> Iterator[ParsedFile]:
+    """A document's records in chunks, through the same checks as JSON lines."""
+    records = pl.DataFrame(
+        {"_line": document.lines, "_raw": document.raws},
+        schema={"_line": pl.Int64, "_raw": pl.String},
+    )
+    records, rejects = _too_long(records, limits.max_line_bytes)
+    rejects += document.rejects
+    total = records.height + len(rejects)
+    notes = [*notes, "read as one JSON document, not line by line"]
+    if records.height == 0:
+        yield ParsedFile(_empty_records(dtype), sorted(rejects, key=lambda r: r.line), notes, total)
+        return
+    for start in range(0, records.height, CHUNK_RECORDS):
+        parsed = _parse_json_chunk(records.slice(start, CHUNK_RECORDS), dtype, normalize, False)
+        if start == 0:
+            parsed.rejects = sorted(parsed.rejects + rejects, key=lambda r: r.line)
+            parsed.notes = notes
+            parsed.records_in_file = total
         yield parsed
 
 

@@ -185,6 +185,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "email_delivered",
         "email_deferred",
         "email_opened",
+        "email_machine_opened",
         "email_clicked",
         "email_bounced",
         "email_dropped",
