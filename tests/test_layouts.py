@@ -204,6 +204,101 @@ def test_review_platform_exports_are_picked_by_their_fields(workspace) -> None:
     assert "stars 0 is not a whole number from 1 to 5" in problems["tp-2"]
 
 
+def test_amazon_customer_reviews(workspace) -> None:
+    header = (
+        "marketplace,customer_id,review_id,product_id,product_parent,product_title,"
+        "product_category,star_rating,helpful_votes,total_votes,vine,verified_purchase,"
+        "review_headline,review_body,review_date\n"
+    )
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "amazon_reviews.csv",
+        header
+        + "".join(
+            (
+                "US,40011,RX1AAA,B0SHOE01,700100,Trail boot,Shoes,4,2,3,N,Y,Warm enough,"
+                "Good grip on wet rock,2026-10-05\n",
+                "UK,40012,RX1AAB,B0SHOE01,700100,Trail boot,Shoes,0,0,0,N,N,Broken,"
+                "Sole came off,2026-10-05\n",
+                "US,,RX1AAC,B0SHOE01,700100,Trail boot,Shoes,5,0,0,N,Y,,,2026-10-05\n",
+                # A day in another notation than the documented YYYY-MM-DD.
+                "DE,40013,RX1AAD,B0SHOE01,700100,Trail boot,Shoes,5,0,0,N,Y,,,05.10.2026\n",
+            )
+        ),
+    )
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted) == (4, 1)
+    assert m.quarantined_by_reason == {
+        "rating_out_of_range": 1,
+        "missing_identity": 1,
+        "invalid_timestamp": 1,
+    }
+    assert m.files[0].note == "read with the amazon layout"
+    [row] = lake_events(workspace, "reviews").iter_rows(named=True)
+    assert row["event_id"] == sha("reviews:RX1AAA")[:32]
+    assert (row["native_id"], row["platform"], row["rating"], row["event_type"]) == (
+        "RX1AAA",
+        "amazon",
+        4,
+        "review_posted",
+    )
+    # Amazon's reviewer id is a handle on amazon, not the shop's user id.
+    assert row["social_handle_sha256"] == handle_hash("amazon:40011")
+    assert row["user_id"] is None and row["email_sha256"] is None
+    # A calendar day is its midnight in UTC.
+    assert row["occurred_at"] == datetime(2026, 10, 5, tzinfo=UTC)
+    assert row["text"] == "Good grip on wet rock"
+    assert json.loads(row["properties"]) == {"title": "Warm enough"}
+
+
+def test_yotpo_reviews(workspace) -> None:
+    def review(**fields: object) -> dict:
+        base = {
+            "id": 9001,
+            "score": 5,
+            "votes_up": 1,
+            "votes_down": 0,
+            "content": "Soft and warm",
+            "title": "Love it",
+            "created_at": "2026-10-05T06:12:30.000Z",
+            "updated_at": "2026-10-05T06:20:00.000Z",
+            "sentiment": 0.93,
+            "sku": "SKU-77",
+            "name": "Mia L.",
+            "email": " Mia.Lund@Mail.Example ",
+            "reviewer_type": "verified_buyer",
+        }
+        return {**base, **fields}
+
+    land(
+        workspace,
+        "reviews",
+        DAY,
+        "yotpo.jsonl",
+        jsonl(
+            review(),
+            review(id=9002, score=6),
+            review(id=9003, score=3, content="Runs small", email=""),
+        ),
+    )
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted) == (3, 1)
+    assert m.quarantined_by_reason == {"rating_out_of_range": 1, "missing_identity": 1}
+    assert m.files[0].note == "read with the yotpo layout"
+    [row] = lake_events(workspace, "reviews").iter_rows(named=True)
+    assert (row["native_id"], row["platform"], row["rating"]) == ("9001", "yotpo", 5)
+    # The address is trimmed and lower-cased before it is hashed.
+    assert row["email_sha256"] == sha("test-saltmia.lund@mail.example")
+    assert row["social_handle_sha256"] is None
+    assert row["occurred_at"] == datetime(2026, 10, 5, 6, 12, 30, tzinfo=UTC)
+    assert (row["text"], json.loads(row["properties"])) == ("Soft and warm", {"title": "Love it"})
+    q = lake_quarantine(workspace, "reviews")
+    problems = dict(zip(q["native_id"], q["detail"], strict=True))
+    assert "score 6 is not a whole number from 1 to 5" in problems["9002"]
+
+
 def test_brandwatch_mentions(workspace) -> None:
     def mention(**fields: object) -> dict:
         base = {
@@ -275,10 +370,10 @@ def test_a_layout_file_in_the_landing_folder_names_the_layout(workspace) -> None
     m = ingest_one(workspace, "reviews", D)
     assert m.files[0].note == "read with the yelp layout"
     assert m.quarantined_by_reason == {"missing_id": 1}
-    (workspace.landing_dir / "reviews" / "_layout").write_text("amazon\n")
+    (workspace.landing_dir / "reviews" / "_layout").write_text("feedbackhub\n")
     m = ingest_one(workspace, "reviews", D)
     assert m.quarantined_by_reason == {"unreadable_file": 1}
-    assert "names 'amazon', which is not a reviews layout" in m.messages[0]
+    assert "names 'feedbackhub', which is not a reviews layout" in m.messages[0]
 
 
 def _times(spec: Spec, values: list[str]) -> list[datetime | None]:
@@ -384,6 +479,8 @@ def test_every_shipped_layout_loads() -> None:
             "google_business_profile",
             "yelp",
             "bazaarvoice",
+            "amazon",
+            "yotpo",
         },
         "social": {"cjm", "brandwatch"},
     }
