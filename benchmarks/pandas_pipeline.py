@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 SEEDS = Path(__file__).resolve().parent.parent / "models" / "seeds"
 # The event sources the models read from the lake.
 SOURCES = ["web", "email", "social", "reviews"]
-SIGNATURE = ["source", "event_type", "utm_medium", "campaign", "path", "referrer"]
-STAGE_FIELDS = ["event_type", "utm_medium", "campaign", "path"]
-TOUCHPOINT_FIELDS = ["event_type", "utm_medium", "campaign", "path", "referrer"]
-LOYALTY_FIELDS = ["event_type", "campaign", "path"]
+SIGNATURE = ["source", "event_type", "native_event", "utm_medium", "campaign", "path", "referrer"]
+STAGE_FIELDS = ["event_type", "native_event", "utm_medium", "campaign", "path"]
+TOUCHPOINT_FIELDS = ["event_type", "native_event", "utm_medium", "campaign", "path", "referrer"]
+LOYALTY_FIELDS = ["event_type", "native_event", "campaign", "path"]
 STAGES = ["discovery", "consideration", "purchase", "experience", "loyalty"]
 # Identifier kinds, strongest first: an event goes to the customer of the first one
 # it carries that merges.
@@ -88,6 +88,7 @@ def _read_events(lake: Path, run_date: date) -> pd.DataFrame:
         "event_id",
         "source",
         "event_type",
+        "native_event",
         "occurred_at",
         "anonymous_id",
         "user_id",

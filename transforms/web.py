@@ -1,6 +1,8 @@
 """Web events: Segment-spec JSON lines (RudderStack emits the same shape).
 
-One call per line: ``page``/``screen``, ``track``, ``identify`` or ``alias``.
+One call per line: ``page``/``screen``, ``track``, ``identify``, ``group`` or ``alias``.
+A track call named in the Segment spec gets its canonical type; any other name is a
+custom event, never rejected for its name.
 ``occurred_at`` is ``timestamp`` when the collector set it; otherwise it is
 corrected for the device clock as Segment does:
 ``receivedAt - (sentAt - originalTimestamp)``; otherwise ``originalTimestamp``.
@@ -26,7 +28,6 @@ from transforms.common import (
     timestamp_rules,
     url_param,
     url_path,
-    vocabulary_rule,
 )
 from transforms.pii import normalise_email
 from transforms.readers import ParsedFile, read_jsonl
@@ -80,28 +81,105 @@ NATIVE_DTYPE = pl.Struct(
     }
 )
 
-# Segment e-commerce spec v2 and common lifecycle events -> canonical event_type.
+# Segment's spec events (RudderStack uses the same names) -> canonical event_type. A name
+# matches whatever its case and surrounding spaces; any other track name is a custom
+# event (CUSTOM), kept with its own name in native_event for the rule seeds to classify.
 TRACK_EVENTS: dict[str, str] = {
+    # e-commerce v2: browsing and promotions
     "Products Searched": "products_searched",
     "Product List Viewed": "product_list_view",
+    "Product List Filtered": "product_list_filtered",
+    "Promotion Viewed": "promotion_viewed",
+    "Promotion Clicked": "promotion_clicked",
+    # e-commerce v2: ordering
+    "Product Clicked": "product_clicked",
     "Product Viewed": "product_view",
     "Product Added": "add_to_cart",
     "Product Removed": "remove_from_cart",
+    "Cart Viewed": "cart_viewed",
     "Checkout Started": "checkout_started",
+    "Checkout Step Viewed": "checkout_step_viewed",
+    "Checkout Step Completed": "checkout_step_completed",
     "Payment Info Entered": "payment_info_entered",
-    "Coupon Applied": "coupon_applied",
+    "Order Updated": "order_updated",
     "Order Completed": "order_completed",
     "Order Refunded": "order_refunded",
+    "Order Cancelled": "order_canceled",
+    # e-commerce v2: coupons
+    "Coupon Entered": "coupon_entered",
+    "Coupon Applied": "coupon_applied",
+    "Coupon Denied": "coupon_denied",
+    "Coupon Removed": "coupon_removed",
+    # e-commerce v2: wishlist (a wishlist product put in the cart is an add to cart; its
+    # native name still tells it apart), sharing and reviewing
+    "Product Added to Wishlist": "wishlist_added",
+    "Product Removed from Wishlist": "wishlist_removed",
+    "Wishlist Product Added to Cart": "add_to_cart",
+    "Product Shared": "product_shared",
+    "Cart Shared": "cart_shared",
+    "Product Reviewed": "product_reviewed",
+    # B2B SaaS
+    "Account Created": "account_created",
+    "Account Deleted": "account_deleted",
     "Signed Up": "signed_up",
     "Signed In": "signed_in",
+    "Signed Out": "signed_out",
+    "Invite Sent": "invite_sent",
+    "Account Added User": "account_user_added",
+    "Account Removed User": "account_user_removed",
+    "Trial Started": "trial_started",
+    "Trial Ended": "trial_ended",
+    # video: playback, content and ads
+    "Video Playback Started": "video_started",
+    "Video Playback Paused": "video_paused",
+    "Video Playback Interrupted": "video_paused",
+    "Video Playback Resumed": "video_resumed",
+    "Video Playback Seek Started": "video_seeked",
+    "Video Playback Seek Completed": "video_seeked",
+    "Video Playback Buffer Started": "video_buffered",
+    "Video Playback Buffer Completed": "video_buffered",
+    "Video Playback Completed": "video_completed",
+    "Video Playback Exited": "video_exited",
+    "Video Quality Updated": "video_quality_updated",
+    "Video Content Started": "video_content_started",
+    "Video Content Playing": "video_content_playing",
+    "Video Content Completed": "video_content_completed",
+    "Video Ad Started": "video_ad_started",
+    "Video Ad Playing": "video_ad_playing",
+    "Video Ad Completed": "video_ad_completed",
+    # mobile: application lifecycle and campaigns (coming back to the app is an open)
+    "Application Installed": "app_installed",
+    "Application Opened": "app_opened",
+    "Application Foregrounded": "app_opened",
+    "Application Backgrounded": "app_backgrounded",
+    "Application Updated": "app_updated",
+    "Application Uninstalled": "app_uninstalled",
+    "Application Crashed": "app_crashed",
+    "Install Attributed": "app_install_attributed",
+    "Push Notification Received": "push_received",
+    "Push Notification Tapped": "push_opened",
+    "Push Notification Bounced": "push_bounced",
+    "Deep Link Clicked": "deep_link_clicked",
+    "Deep Link Opened": "deep_link_opened",
+    # email, when an email tool sends its events through Segment
+    "Email Delivered": "email_delivered",
+    "Email Opened": "email_opened",
+    "Email Link Clicked": "email_clicked",
+    "Email Bounced": "email_bounced",
+    "Email Marked as Spam": "email_spam_reported",
+    "Unsubscribed": "email_unsubscribed",
+    # the shop's own events, older than the open vocabulary
     "Newsletter Subscribed": "newsletter_subscribed",
     "Reviews Viewed": "review_page_view",
 }
+CUSTOM = "custom"
+_TRACK_LOOKUP = {name.lower(): event_type for name, event_type in TRACK_EVENTS.items()}
 CALL_TYPES: dict[str, str] = {
     "page": "page_view",
     "screen": "page_view",
     "identify": "identify",
     "alias": "identify",
+    "group": "group",
 }
 
 
@@ -113,6 +191,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
     frame = parsed.records.unnest("context", separator="_").unnest("properties", separator="_p_")
     frame = frame.rename(lambda c: c.replace("properties_p_", "p_"))
     call = pl.col("type").str.to_lowercase()
+    track_name = pl.col("event").str.strip_chars().str.to_lowercase()
     # Only calls without a collector timestamp need the clock correction; masking the
     # others first keeps the three extra parses to those rows.
     untimed = pl.col("timestamp").is_null()
@@ -125,9 +204,10 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
     prepared = frame.with_columns(
         native_id=pl.col("messageId"),
         native_event=pl.when(call == "track").then(pl.col("event")).otherwise(call),
-        event_type=pl.when(call == "track")
-        .then(pl.col("event").replace_strict(TRACK_EVENTS, default=None))
-        .otherwise(call.replace_strict(CALL_TYPES, default=None)),
+        event_type=pl.when(call != "track")
+        .then(call.replace_strict(CALL_TYPES, default=None))
+        .when(track_name != "")
+        .then(track_name.replace_strict(_TRACK_LOOKUP, default=CUSTOM)),
         _ts_text=pl.coalesce("timestamp", "originalTimestamp"),
         occurred_at=pl.when(pl.col("timestamp").is_not_null())
         .then(parse_timestamp(pl.col("timestamp")))
@@ -141,7 +221,8 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         _email=ctx.identity(
             normalise_email(
                 pl.coalesce(
-                    pl.col("traits").struct.field("email"),
+                    # A group call's traits are the group's (a company's address).
+                    pl.when(call != "group").then(pl.col("traits").struct.field("email")),
                     pl.col("context_traits").struct.field("email"),
                 )
             )
@@ -190,6 +271,19 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             ),
         ),
         *timestamp_rules(pl.col("_ts_text"), pl.col("occurred_at"), ctx),
-        vocabulary_rule(pl.col("event_type"), pl.col("native_event"), "call/event"),
+        Rule(
+            "unknown_call",
+            pl.col("event_type").is_null(),
+            pl.when(call == "track")
+            .then(pl.lit("the track call has no event name"))
+            .otherwise(
+                pl.format(
+                    "type {} is not a Segment call (page, screen, track, identify, group, alias)",
+                    pl.when(pl.col("type").is_null())
+                    .then(pl.lit("(missing)"))
+                    .otherwise(pl.concat_str(pl.lit("'"), excerpt(pl.col("type")), pl.lit("'"))),
+                )
+            ),
+        ),
     ]
     return prepared, rules

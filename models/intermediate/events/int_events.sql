@@ -80,20 +80,23 @@ signatures as (
     select
         row_number() over () as signature_id,
         *
-    from (select distinct source, event_type, utm_medium, campaign, path, referrer from in_window)
+    from (
+        select distinct source, event_type, native_event, utm_medium, campaign, path, referrer
+        from in_window
+    )
 ),
 
 signature_stages as (
     {{ first_matching_rule(
         'stage_rules', 'stage',
-        ['event_type', 'utm_medium', 'campaign', 'path']
+        ['event_type', 'native_event', 'utm_medium', 'campaign', 'path']
     ) }}
 ),
 
 signature_touchpoints as (
     {{ first_matching_rule(
         'touchpoint_rules', 'touchpoint_id',
-        ['event_type', 'utm_medium', 'campaign', 'path', 'referrer']
+        ['event_type', 'native_event', 'utm_medium', 'campaign', 'path', 'referrer']
     ) }}
 ),
 
@@ -106,6 +109,7 @@ signature_loyalty as (
     inner join loyalty_signals
         on signatures.source = loyalty_signals.source
         and {{ rule_matches('loyalty_signals.event_type', 'signatures.event_type') }}
+        and {{ rule_matches('loyalty_signals.native_event', 'signatures.native_event') }}
         and {{ rule_matches('loyalty_signals.campaign', 'signatures.campaign') }}
         and {{ rule_matches('loyalty_signals.path', 'signatures.path') }}
     qualify row_number() over (
@@ -151,6 +155,7 @@ classified as (
     inner join classified_signatures
         on in_window.source = classified_signatures.source
         and in_window.event_type is not distinct from classified_signatures.event_type
+        and in_window.native_event is not distinct from classified_signatures.native_event
         and in_window.utm_medium is not distinct from classified_signatures.utm_medium
         and in_window.campaign is not distinct from classified_signatures.campaign
         and in_window.path is not distinct from classified_signatures.path
@@ -166,6 +171,8 @@ final as (
         event_id,
         source,
         event_type,
+        -- The source's own name (a custom web event's track name): rules may match it.
+        native_event,
         occurred_at,
         landing_date,
         user_node,

@@ -35,6 +35,7 @@ joined as (
         sessionized.occurred_at,
         events.source,
         events.event_type,
+        events.native_event,
         sessionized.is_activity,
         events.is_conversion,
         events.loyalty_signal,
