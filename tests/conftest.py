@@ -53,14 +53,6 @@ def truth(sample: Settings) -> pl.DataFrame:
     return pl.read_parquet(sample.truth_dir / "records" / "*.parquet")
 
 
-@pytest.fixture(scope="session")
-def custom_web(truth: pl.DataFrame) -> pl.DataFrame:
-    """Web records the generator plants with a made-up track name and its truth calls
-    malformed (unknown_event): the open vocabulary accepts them as custom events. The
-    generator's output is pinned (tests/test_generator.py), so its truth is read here."""
-    return truth.filter((pl.col("source") == "web") & (pl.col("reason") == "unknown_event"))
-
-
 @pytest.fixture
 def workspace(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", salt="test-salt")

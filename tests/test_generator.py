@@ -39,8 +39,12 @@ def _content_digest(root: Path) -> str:
 # Computed once from the generator as it was before it became a package (a single
 # module), for 60 customers over 4 days with seed 7 (edge cases included), so that
 # tests whose expected values come from the multichannel sample keep their meaning.
-PINNED_LANDING = "a09d00e8e3feb0597a0924dc592bf561cf916e5fc41c7d53296fd3fba383d781"
-PINNED_TRUTH = "dde8561811d3636e42b13ceaa5dfef091f89be37803b0d59d4e75626d6c8f2b3"
+# Re-pinned once since: the web's planted vocabulary defect became a track call without
+# a name (a custom name is now accepted) and an email without any id also lost the
+# message id and address an id is now derived from; no random draw moved, so only the
+# planted lines changed.
+PINNED_LANDING = "eb8357414f419408ae66ee435c229bceaf166bad935416b49f5871f8635553af"
+PINNED_TRUTH = "359386c5cc08ff3f95e2451a1dde90b1816bbac48a1afe8be3cfe6eb8829c15c"
 
 
 def test_multichannel_output_is_unchanged_by_the_refactoring(tmp_path: Path) -> None:

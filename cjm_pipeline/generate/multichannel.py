@@ -63,7 +63,9 @@ _JSON_KINDS = [
     "invalid_utf8",
 ]
 MALFORM_KINDS = {
-    "web": _JSON_KINDS,
+    # A web call names any event (custom names are kept): a track call without one is
+    # the web's vocabulary defect.
+    "web": [k if k != "unknown_event" else "unknown_call" for k in _JSON_KINDS],
     "email": _JSON_KINDS,
     "social": [
         "invalid_csv",
@@ -99,11 +101,13 @@ MALFORM_EDITS: dict[str, Edits] = {
         "missing_identity": drop_fields("anonymousId", "userId"),
         "invalid_timestamp": set_fields(timestamp="not a timestamp"),
         "future_timestamp": _set_future("timestamp"),
-        "unknown_event": set_fields(type="track", event="Wishlist Sparkled"),
+        "unknown_call": set_fields(type="track", event=None),
         "wrong_type": set_fields(context="mobile-app"),
     },
     "email": {
-        "missing_id": drop_fields("sg_event_id"),
+        # Without sg_event_id an id is derived from the message id or address and the
+        # time: an event has no id only when neither is there.
+        "missing_id": drop_fields("sg_event_id", "sg_message_id", "email"),
         "missing_identity": drop_fields("email"),
         "invalid_timestamp": set_fields(timestamp="yesterday"),
         "future_timestamp": _email_future,
