@@ -124,7 +124,8 @@ def _read_events(lake: Path, run_date: date) -> pd.DataFrame:
 
 def _customer_node(events: pd.DataFrame, not_merging: set[str]) -> pd.Series:
     """The identifier each event's customer is found through: its strongest one
-    that merges, else its strongest one."""
+    that merges, else its strongest one; a record with none (unattributed) is its own
+    node, ``event:`` and its event id."""
     strongest = pd.Series(None, index=events.index, dtype=object)
     merging = pd.Series(None, index=events.index, dtype=object)
     for kind, column in reversed(IDENTIFIERS):
@@ -133,7 +134,7 @@ def _customer_node(events: pd.DataFrame, not_merging: set[str]) -> pd.Series:
         node = (kind + ":" + values[present].astype(str)).reindex(events.index)
         strongest = strongest.mask(present, node)
         merging = merging.mask(present & ~node.isin(not_merging), node)
-    return merging.fillna(strongest)
+    return merging.fillna(strongest).fillna("event:" + events["event_id"].astype(str))
 
 
 def _classify(events: pd.DataFrame) -> pd.DataFrame:
@@ -255,6 +256,7 @@ def _journeys_of_activity(
 def _journey_outcomes(
     activity: pd.DataFrame,
     known: set[str],
+    unattributed: set[str],
     run_end: pd.Timestamp,
     journey_gap_days: int,
     return_window_days: int,
@@ -307,7 +309,7 @@ def _journey_outcomes(
     )
     journeys["population"] = np.select(
         [
-            ~is_converted & (journeys["owned"] == 0),
+            ~is_converted & ((journeys["owned"] == 0) | journeys["customer_id"].isin(unattributed)),
             ~is_converted & (journeys["reached"] == 0),
             journeys["customer_id"].isin(known),
         ],
@@ -410,9 +412,15 @@ def run(
 
     kinds = identities["node"].str.split(":", n=1).str[0]
     known = set(identities.loc[kinds.isin(KNOWN_KINDS), "customer_id"])
+    unattributed = set(identities.loc[kinds == "event", "customer_id"])
     run_end = pd.Timestamp(datetime.combine(run_date + timedelta(days=1), datetime.min.time()))
     journeys = _journey_outcomes(
-        activity, known, run_end.tz_localize("UTC"), journey_gap_days, return_window_days
+        activity,
+        known,
+        unattributed,
+        run_end.tz_localize("UTC"),
+        journey_gap_days,
+        return_window_days,
     )
 
     stages = _stage_rows(journeys)

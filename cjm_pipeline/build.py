@@ -667,7 +667,11 @@ def summary(database: Path) -> str:
     import duckdb
 
     with duckdb.connect(str(database), read_only=True) as con:
-        customers = con.execute("select count(*) from dim_customers").fetchone()[0]
+        # An unattributed record is a customer of its own in the marts, but no person.
+        customers, unattributed = con.execute(
+            "select count(*) filter (where not is_unattributed), "
+            "count(*) filter (where is_unattributed) from dim_customers"
+        ).fetchone()
         events, unclassified = con.execute(
             "select count(*), count(*) filter (where touchpoint_id = 'unclassified') "
             "from fct_journey_events"
@@ -712,6 +716,11 @@ def summary(database: Path) -> str:
     lines = [
         f"customers {customers:,}   events {events:,} "
         f"({unclassified:,} on the unclassified touchpoint)",
+        *(
+            [f"{unattributed:,} unattributed records (no identifier: unlinked voices of no one)"]
+            if unattributed
+            else []
+        ),
         *unmerged,
         f"journeys {sum(by_population.values()):,}: "
         + ", ".join(

@@ -291,9 +291,14 @@ class _Reader:
         _pain_points(stage_views, touchpoints, emotion, post_purchase, self.return_window_days)
         # The header counts every journey, and states whose they are: the funnel counts
         # known and anonymous journeys; unlinked voices and unclassified journeys are
-        # counted here so nothing vanishes.
+        # counted here so nothing vanishes. An unattributed record (no identifier at all)
+        # is a customer of its own in the marts but no person: it is counted apart.
         kpis = self.rows(
-            "select count(distinct customer_id) as customers, count(*) as journeys, "
+            "select count(distinct customer_id) filter (where customer_id not in "
+            "(select customer_id from dim_customers where is_unattributed)) as customers, "
+            "count(*) filter (where customer_id in "
+            "(select customer_id from dim_customers where is_unattributed)) as unattributed, "
+            "count(*) as journeys, "
             "count(*) filter (where status = 'converted') as converted, "
             "count(*) filter (where status = 'dropped' and population in ('known', 'anonymous'))"
             " as dropped, "

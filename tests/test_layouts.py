@@ -159,12 +159,8 @@ def test_review_platform_exports_are_picked_by_their_fields(workspace) -> None:
         ),
     )
     m = ingest_one(workspace, "reviews", D)
-    assert (m.read, m.accepted) == (7, 4)
-    assert m.quarantined_by_reason == {
-        "rating_out_of_range": 1,
-        "missing_identity": 1,
-        "wrong_type": 1,
-    }
+    assert (m.read, m.accepted) == (7, 5)
+    assert m.quarantined_by_reason == {"rating_out_of_range": 1, "wrong_type": 1}
     notes = {f.file.rsplit("/", 1)[-1]: f.note for f in m.files}
     assert notes == {
         "bazaarvoice.jsonl": "read with the bazaarvoice layout",
@@ -173,7 +169,13 @@ def test_review_platform_exports_are_picked_by_their_fields(workspace) -> None:
         "yelp.jsonl": "read with the yelp layout",
     }
     events = by_id(lake_events(workspace, "reviews"))
-    assert set(events) == {"tp-1", "g-1", "y-1", "bv-1"}
+    assert set(events) == {"tp-1", "g-1", "g-2", "y-1", "bv-1"}
+    # The anonymous reviewer's review counts (its rating, its words) but joins nobody.
+    anonymous = events["g-2"]
+    assert anonymous["rating"] == 2
+    assert (anonymous["social_handle_sha256"], anonymous["email_sha256"]) == (None, None)
+    assert (anonymous["user_id"], anonymous["order_id"]) == (None, None)
+    assert json.loads(anonymous["properties"]) == {"unattributed": True}
     tp = events["tp-1"]
     assert (tp["platform"], tp["rating"], tp["order_id"]) == ("trustpilot", 4, "o-5")
     assert tp["social_handle_sha256"] == handle_hash("trustpilot:cons-77")
@@ -328,13 +330,21 @@ def test_brandwatch_mentions(workspace) -> None:
         ),
     )
     m = ingest_one(workspace, "social", D)
-    assert (m.read, m.accepted) == (5, 3)
-    assert m.quarantined_by_reason == {"missing_identity": 1, "unknown_event": 1}
+    assert (m.read, m.accepted) == (5, 4)
+    assert m.quarantined_by_reason == {"unknown_event": 1}
     events = by_id(lake_events(workspace, "social"))
     assert {k: v["event_type"] for k, v in events.items()} == {
         "bw-1": "social_mention",
         "bw-2": "social_comment",
         "bw-3": "social_share",
+        "bw-4": "social_mention",
+    }
+    # A news article's mention has no author: it counts, attributed to nobody.
+    assert events["bw-4"]["social_handle_sha256"] is None
+    assert json.loads(events["bw-4"]["properties"]) == {
+        "language": "en",
+        "sentiment": "positive",
+        "unattributed": True,
     }
     first = events["bw-1"]
     assert (first["platform"], first["channel"], first["campaign"]) == ("x", "social", "fall")
@@ -462,6 +472,10 @@ def test_a_wrong_layout_is_named_with_its_fault(tmp_path: Path) -> None:
         (
             {**base, "name": "other", "fields": {**base["fields"], "occurred_at": "t"}},
             "must be its file name",
+        ),
+        (
+            {**base, "identity": "always", "fields": {**base["fields"], "occurred_at": "t"}},
+            "identity must be required or optional, not 'always'",
         ),
     ]
     for raw, fault in cases:

@@ -236,6 +236,46 @@ def test_an_address_in_text_fails_the_pii_check(events_settings: Settings) -> No
     assert leak.unexpected_count == 1
 
 
+def test_a_record_without_identity_must_say_it_is_unattributed(events_settings: Settings) -> None:
+    # The sample's busiest day of reviews.
+    day, path = max(
+        (
+            (d, p)
+            for d in sample_dates()
+            if (
+                p := events_settings.events_partition("reviews", d.isoformat()) / "events.parquet"
+            ).exists()
+        ),
+        key=lambda dp: pl.read_parquet(dp[1]).height,
+    )
+    events = pl.read_parquet(path)
+    assert events.height >= 2
+    row = pl.int_range(pl.len())
+    anonymous = row < 2
+    # Two reviews lose every identifier: the first says so, as the adapters write an
+    # anonymous reviewer's review; the second does not, as a broken adapter would.
+    events.with_columns(
+        *(
+            pl.when(anonymous).then(None).otherwise(pl.col(c)).alias(c)
+            for c in ("email_sha256", "social_handle_sha256", "user_id", "order_id")
+        ),
+        properties=pl.when(row == 0)
+        .then(pl.lit('{"unattributed":true}'))
+        .when(row == 1)
+        .then(pl.lit('{"language":"en"}'))
+        .otherwise("properties"),
+    ).write_parquet(path)
+
+    report = validate_events(events_settings, day, ["reviews"], docs=False)
+
+    [unmarked] = failed(
+        report, "events_reviews", "expect_column_values_to_match_regex", "properties"
+    )
+    assert unmarked.unexpected_count == 1
+    assert unmarked.event_ids == (events["event_id"][1],)
+    assert "identity: required" in message(report)
+
+
 def binomial_tail(quarantined: int, read: int, limit: Fraction) -> float:
     """P(X >= quarantined) for X ~ Binomial(read, limit), exactly: one minus the chance
     of fewer, in integers (the fewer terms of the two)."""

@@ -137,6 +137,11 @@ class Layout:
     file: str
     required: tuple[str, ...]
     fields: dict[str, Spec]
+    # Whether a record with no identity at all is quarantined (missing_identity) rather
+    # than accepted as unattributed: an anonymous reviewer's review still counts in
+    # volume, ratings and sentiment, but a format that always names its author is broken
+    # when it does not.
+    identity_required: bool = False
 
     @property
     def columns(self) -> list[str]:
@@ -182,7 +187,7 @@ def _layout(source: str, path: Path, raw: object) -> Layout:
     where = f"layout {_shown(path)}"
     if not isinstance(raw, dict):
         raise LayoutError(f"{where} must be a mapping with name, required and fields")
-    unknown = set(raw) - {"name", "description", "required", "fields"}
+    unknown = set(raw) - {"name", "description", "required", "identity", "fields"}
     if unknown:
         raise LayoutError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     name = raw.get("name") or path.stem
@@ -213,7 +218,10 @@ def _layout(source: str, path: Path, raw: object) -> Layout:
     for name_ in ("email", "handle", "user_id", "order_id", "id", "occurred_at"):
         if name_ in specs and specs[name_].value is not None and name_ != "id":
             raise LayoutError(f"{where}, field {name_}: must come from a column, not a value")
-    return Layout(name, source, _shown(path), tuple(required), specs)
+    identity = raw.get("identity", "optional")
+    if identity not in ("required", "optional"):
+        raise LayoutError(f"{where}: identity must be required or optional, not '{identity}'")
+    return Layout(name, source, _shown(path), tuple(required), specs, identity == "required")
 
 
 def _spec(where: str, name: str, raw: object) -> Spec:
@@ -634,12 +642,17 @@ def _prepare(
                 ),
             ),
         ]
-    columns["properties"] = json_object(**properties)
+    unattributed = (
+        pl.all_horizontal(e.is_null() for e in identity.values()) if identity else pl.lit(True)
+    )
+    # A record that joins no customer says so; the build counts it as an unlinked voice
+    # of its own. Read after the identity columns are made (hashed, placeholders dropped).
+    properties["unattributed"] = pl.when(unattributed).then(pl.lit(True))
     records = parsed.records.with_columns(
         _rating_text=raw("rating").str.strip_chars(),
         _recommended_text=raw("recommended").str.strip_chars().str.to_lowercase(),
     )
-    prepared = records.with_columns(**columns)
+    prepared = records.with_columns(**columns).with_columns(properties=json_object(**properties))
     id_label = " and ".join(f["id"].columns) or "id"
     keys = [
         c
@@ -649,10 +662,16 @@ def _prepare(
     ]
     rules = [
         missing_id_rule(pl.col("native_id"), id_label, ctx),
-        Rule(
-            "missing_identity",
-            pl.all_horizontal(e.is_null() for e in identity.values()) if identity else pl.lit(True),
-            pl.lit(f"the record has no {' or '.join(keys) or 'identity column'}"),
+        *(
+            [
+                Rule(
+                    "missing_identity",
+                    unattributed,
+                    pl.lit(f"the record has no {' or '.join(keys) or 'identity column'}"),
+                )
+            ]
+            if layout.identity_required
+            else []
         ),
         *rules,
         *timestamp_rules(ts_text, pl.col("occurred_at"), ctx),

@@ -237,7 +237,9 @@
 
   // Every journey is counted in the header, with whose it is: the funnel counts the
   // known and anonymous journeys; unlinked voices (reviews, mentions and comments
-  // only) and journeys of no stage are counted beside it, never lost.
+  // only; among them records of no one at all, the unattributed) and journeys of no
+  // stage are counted beside it, never lost. Customers are people: unattributed
+  // records are not among them.
   const KPIS = [
     ["customers", "Customers"],
     ["journeys", "Journeys"],
@@ -249,6 +251,7 @@
     ["known", "Known customers' journeys"],
     ["anonymous", "Anonymous journeys"],
     ["unlinked_voice", "Unlinked voices (not in the funnel)"],
+    ["unattributed", "Of which unattributed (no one's)"],
     ["unclassified", "Unclassified (no stage)"],
   ];
 

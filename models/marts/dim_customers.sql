@@ -22,7 +22,8 @@ identifiers as (
         count(*) filter (where identifier_kind = 'anon') as anonymous_ids,
         count(*) filter (where identifier_kind = 'user') as user_ids,
         count(*) filter (where identifier_kind = 'email') as emails,
-        count(*) filter (where identifier_kind = 'handle') as social_handles
+        count(*) filter (where identifier_kind = 'handle') as social_handles,
+        bool_or(identifier_kind = 'event') as is_unattributed
     from identities
     group by customer_id
 ),
@@ -67,10 +68,13 @@ features as (
     from identifiers
     inner join journey_summary on identifiers.customer_id = journey_summary.customer_id
     left join behaviour on identifiers.customer_id = behaviour.customer_id
+    -- An unattributed record is no one's: it is not a person to give a persona.
+    where not identifiers.is_unattributed
 ),
 
 -- The first persona rule (by priority) whose every condition holds; an empty
--- condition matches anything. Customers without journeys get no persona.
+-- condition matches anything. Customers without journeys, and unattributed records,
+-- get no persona.
 personas as (
     select
         features.customer_id,
@@ -111,6 +115,7 @@ final as (
         identifiers.user_ids,
         identifiers.emails,
         identifiers.social_handles,
+        identifiers.is_unattributed,
         coalesce(journey_summary.journeys, 0) as journeys,
         coalesce(journey_summary.converted_journeys, 0) as converted_journeys,
         coalesce(journey_summary.dropped_journeys, 0) as dropped_journeys,

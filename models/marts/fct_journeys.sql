@@ -19,7 +19,9 @@
 --
 -- Population (exactly one per journey):
 --   unlinked_voice: no order and only indirect records of the voice sources (reviews,
---                   mentions, comments): nothing on the company's own channels;
+--                   mentions, comments): nothing on the company's own channels; and
+--                   every journey of an unattributed record (no identifier at all: a
+--                   customer of its own, followed by no one, whatever its kind);
 --   unclassified:   activity that reached no stage (no stage rule matched);
 --   known:          the customer has a login (user id), an email or a handle;
 --   anonymous:      devices never identified.
@@ -50,6 +52,13 @@ known_customers as (
     group by customer_id
 ),
 
+unattributed_customers as (
+    select customer_id
+    from identities
+    where identifier_kind = 'event'
+    group by customer_id
+),
+
 -- The first loyalty signal of the customer after each converted journey's order.
 first_signals as (
     select
@@ -76,10 +85,13 @@ statused as (
             when first_signals.signal_at <= journeys.converted_at + {{ return_window() }}
                 then first_signals.signal
         end as loyalty_signal,
-        known_customers.customer_id is not null as is_known_customer
+        known_customers.customer_id is not null as is_known_customer,
+        unattributed_customers.customer_id is not null as is_unattributed
     from journeys
     left join first_signals on journeys.journey_id = first_signals.journey_id
     left join known_customers on journeys.customer_id = known_customers.customer_id
+    left join unattributed_customers
+        on journeys.customer_id = unattributed_customers.customer_id
 ),
 
 outcomes as (
@@ -102,7 +114,8 @@ outcomes as (
             else 4
         end as journey_stage_order,
         case
-            when converted_at is null and owned_activity_events = 0 then 'unlinked_voice'
+            when converted_at is null and (owned_activity_events = 0 or is_unattributed)
+                then 'unlinked_voice'
             when converted_at is null and furthest_stage_order = 0 then 'unclassified'
             when is_known_customer then 'known'
             else 'anonymous'

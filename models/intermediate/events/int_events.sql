@@ -184,8 +184,15 @@ final as (
         order_node,
         -- The strongest identifier; the event's customer is found through the
         -- strongest one that merges (with_customer_node), which changes as
-        -- identifiers are listed, so it is not stored here.
-        coalesce(user_node, email_node, handle_node, anonymous_node, order_node) as identity_node,
+        -- identifiers are listed, so it is not stored here. A record with none (an
+        -- anonymous reviewer's review, an unsigned mention: the adapters mark it
+        -- unattributed) is a node of its own, so it is a customer of its own whose
+        -- one journey is an unlinked voice: counted in volume, ratings and
+        -- sentiment, joined to no one.
+        coalesce(
+            user_node, email_node, handle_node, anonymous_node, order_node,
+            {{ identity_node('event', 'event_id') }}
+        ) as identity_node,
         is_activity,
         is_conversion,
         -- repeat_order, recommendation or loyalty_programme (loyalty_signals seed)
