@@ -231,14 +231,14 @@ def test_amazon_customer_reviews(workspace) -> None:
         ),
     )
     m = ingest_one(workspace, "reviews", D)
-    assert (m.read, m.accepted) == (4, 1)
-    assert m.quarantined_by_reason == {
-        "rating_out_of_range": 1,
-        "missing_identity": 1,
-        "invalid_timestamp": 1,
-    }
+    assert (m.read, m.accepted) == (4, 2)
+    assert m.quarantined_by_reason == {"rating_out_of_range": 1, "invalid_timestamp": 1}
     assert m.files[0].note == "read with the amazon layout"
-    [row] = lake_events(workspace, "reviews").iter_rows(named=True)
+    row, anonymous = lake_events(workspace, "reviews").sort("native_id").iter_rows(named=True)
+    # A review without a reviewer id lands unattributed: it joins nobody.
+    assert anonymous["native_id"] == "RX1AAC"
+    assert json.loads(anonymous["properties"]) == {"unattributed": True}
+    assert anonymous["social_handle_sha256"] is None
     assert row["event_id"] == sha("reviews:RX1AAA")[:32]
     assert (row["native_id"], row["platform"], row["rating"], row["event_type"]) == (
         "RX1AAA",
@@ -286,10 +286,13 @@ def test_yotpo_reviews(workspace) -> None:
         ),
     )
     m = ingest_one(workspace, "reviews", D)
-    assert (m.read, m.accepted) == (3, 1)
-    assert m.quarantined_by_reason == {"rating_out_of_range": 1, "missing_identity": 1}
+    assert (m.read, m.accepted) == (3, 2)
+    assert m.quarantined_by_reason == {"rating_out_of_range": 1}
     assert m.files[0].note == "read with the yotpo layout"
-    [row] = lake_events(workspace, "reviews").iter_rows(named=True)
+    row, anonymous = lake_events(workspace, "reviews").sort("native_id").iter_rows(named=True)
+    # A review without the reviewer's address lands unattributed: it joins nobody.
+    assert anonymous["native_id"] == "9003" and anonymous["email_sha256"] is None
+    assert json.loads(anonymous["properties"])["unattributed"] is True
     assert (row["native_id"], row["platform"], row["rating"]) == ("9001", "yotpo", 5)
     # The address is trimmed and lower-cased before it is hashed.
     assert row["email_sha256"] == sha("test-saltmia.lund@mail.example")
