@@ -370,6 +370,7 @@ def batch_context(settings: Settings, source: str, day: date) -> BatchContext:
         landing_root=settings.landing_dir,
         salt=settings.salt,
         max_event_age_days=settings.max_event_age_days,
+        time_zone=settings.source_time_zones.get(source, "UTC"),
         future_tolerance_hours=settings.future_tolerance_hours,
         limits=Limits(
             max_file_bytes=int(settings.max_file_bytes),

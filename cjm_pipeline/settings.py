@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         description="Salt prepended to emails and social handles before SHA-256.",
     )
     time_zone: str = Field("UTC", description="Business time zone for reporting periods.")
+    source_time_zones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Time zone a source's timestamps without an offset are read in, per "
+        'source (JSON, e.g. {"orders": "America/Sao_Paulo"}); UTC for the others. A layout '
+        "file's zone governs the exports read through it.",
+    )
     session_gap_minutes: int = Field(30, gt=0, description="Inactivity that splits sessions.")
     session_cap_hours: int = Field(
         12, gt=0, description="Longest a session may run before a split."
@@ -213,6 +219,21 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError("an IANA time zone name such as UTC or Europe/Lisbon") from exc
+        return value
+
+    @field_validator("source_time_zones")
+    @classmethod
+    def _known_source_time_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(ALL_SOURCES))
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; choose from {list(ALL_SOURCES)}")
+        for source, zone in value.items():
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(
+                    f"{source}: '{zone}' is not an IANA time zone name such as Europe/Lisbon"
+                ) from exc
         return value
 
     @field_validator("duckdb_memory_limit")

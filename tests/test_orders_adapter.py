@@ -238,6 +238,45 @@ def test_olist_style_csv_with_aliases(workspace: Settings) -> None:
     assert delivered["delivered_late"] is False
 
 
+def test_naive_times_are_read_in_the_sources_time_zone(workspace: Settings) -> None:
+    """An export in local time (Olist's are Sao Paulo's wall clock): CJM_SOURCE_TIME_ZONES
+    names the zone; a time with an offset keeps it; a wall-clock time the zone skips is
+    invalid; a repeated one takes its earlier reading."""
+    settings = workspace.model_copy(update={"source_time_zones": {"orders": "Europe/Lisbon"}})
+    header = "order_id,customer_id,order_status,order_purchase_timestamp\n"
+    rows = (
+        "tz-1,c-1,created,2026-09-02 08:10:00\n"  # summer: UTC+1
+        "tz-2,c-2,created,2026-09-02T08:10:00-03:00\n"  # an offset wins over the zone
+        "tz-3,c-3,created,2026-03-29 01:30:00\n"  # skipped by the clocks going forward
+        "tz-4,c-4,created,2026-10-25 01:30:00\n"  # repeated when they go back
+        "tz-5,c-5,created,2026-01-15 08:00:00\n"  # winter: UTC
+    )
+    land(settings, "orders", "2026-10-26", "orders.csv", header + rows)
+    settings = settings.model_copy(update={"max_event_age_days": 0})
+
+    m = ingest_one(settings, "orders", date(2026, 10, 26))
+
+    assert (m.read, m.accepted) == (5, 4)
+    assert m.quarantined_by_reason == {"invalid_timestamp": 1}
+    events = _events(settings)
+    times = {k.split(":")[0]: v["occurred_at"] for k, v in events.items()}
+    assert times == {
+        "tz-1": _ts("2026-09-02T07:10:00Z"),
+        "tz-2": _ts("2026-09-02T11:10:00Z"),
+        "tz-4": _ts("2026-10-25T00:30:00Z"),
+        "tz-5": _ts("2026-01-15T08:00:00Z"),
+    }
+    [detail] = lake_quarantine(settings, "orders")["detail"].to_list()
+    assert "2026-03-29 01:30:00" in detail
+
+
+def test_an_unknown_source_time_zone_is_refused() -> None:
+    with pytest.raises(ValueError, match="not an IANA time zone"):
+        Settings(salt="s", source_time_zones={"orders": "Mars/Base"})
+    with pytest.raises(ValueError, match="unknown source"):
+        Settings(salt="s", source_time_zones={"shop": "UTC"})
+
+
 def test_shopify_style_csv_without_status(workspace: Settings) -> None:
     csv_text = (
         "order_id,email,created_at,cancelled_at,updated_at,total_price,currency\n"

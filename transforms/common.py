@@ -48,6 +48,8 @@ class BatchContext:
     salt: str
     max_event_age_days: int = 90
     future_tolerance_hours: int = 24
+    # The zone a timestamp without an offset is read in (CJM_SOURCE_TIME_ZONES).
+    time_zone: str = "UTC"
     limits: Limits = field(default_factory=Limits)
     max_file_rejects: int = 10_000
     # Identifier values that never identify a person (lower case, trimmed).
@@ -131,19 +133,24 @@ class AdapterResult:
         )
 
 
-def parse_timestamp(expr: pl.Expr) -> pl.Expr:
-    """ISO-8601 with an offset or Z; a timestamp without an offset is taken as UTC.
+def parse_timestamp(expr: pl.Expr, zone: str = "UTC") -> pl.Expr:
+    """ISO-8601 with an offset or Z; a timestamp without an offset is read in ``zone``
+    (UTC unless the source is set otherwise), as UTC.
 
     The common form is parsed first; only the values it rejects are tried again
     as naive timestamps (with ``T`` or a space), so the fallback costs nothing
-    on clean feeds.
+    on clean feeds. A wall-clock time the zone skips (a spring-forward gap) is no
+    time at all, so invalid; a repeated one (autumn) takes its earlier reading.
     """
     aware = expr.str.to_datetime(
         "%Y-%m-%dT%H:%M:%S%.f%#z", strict=False, time_zone="UTC", time_unit="us"
     )
     retry = pl.when(aware.is_null()).then(expr.str.replace(" ", "T", literal=True))
     naive = retry.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
-    return pl.coalesce(aware, naive.dt.replace_time_zone("UTC"))
+    if zone == "UTC":
+        return pl.coalesce(aware, naive.dt.replace_time_zone("UTC"))
+    local = naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    return pl.coalesce(aware, local.dt.convert_time_zone("UTC"))
 
 
 def parse_epoch_seconds(expr: pl.Expr) -> pl.Expr:

@@ -138,7 +138,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
     columns = records.columns
     texts = {f"_{name}_text": _field(name, columns) for name in ALIASES}
     records = records.with_columns(**texts)
-    times = {name: parse_timestamp(pl.col(f"_{name}_text")) for name in TIMES}
+    times = {name: parse_timestamp(pl.col(f"_{name}_text"), ctx.time_zone) for name in TIMES}
     item = pl.element().struct.field
     quantity = pl.coalesce(number(item("quantity")), pl.lit(1.0))
     line_value = number(item("price")) * quantity + pl.coalesce(

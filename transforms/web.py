@@ -195,9 +195,10 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
     # Only calls without a collector timestamp need the clock correction; masking the
     # others first keeps the three extra parses to those rows.
     untimed = pl.col("timestamp").is_null()
-    client_ts = parse_timestamp(pl.when(untimed).then(pl.col("originalTimestamp")))
-    skew_corrected = parse_timestamp(pl.when(untimed).then(pl.col("receivedAt"))) - (
-        parse_timestamp(pl.when(untimed).then(pl.col("sentAt"))) - client_ts
+    zone = ctx.time_zone
+    client_ts = parse_timestamp(pl.when(untimed).then(pl.col("originalTimestamp")), zone)
+    skew_corrected = parse_timestamp(pl.when(untimed).then(pl.col("receivedAt")), zone) - (
+        parse_timestamp(pl.when(untimed).then(pl.col("sentAt")), zone) - client_ts
     )
     url = pl.coalesce("p_url", pl.col("context_page").struct.field("url"))
     campaign = pl.col("context_campaign")
@@ -210,7 +211,7 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         .then(track_name.replace_strict(_TRACK_LOOKUP, default=CUSTOM)),
         _ts_text=pl.coalesce("timestamp", "originalTimestamp"),
         occurred_at=pl.when(pl.col("timestamp").is_not_null())
-        .then(parse_timestamp(pl.col("timestamp")))
+        .then(parse_timestamp(pl.col("timestamp"), zone))
         .otherwise(pl.coalesce(skew_corrected, client_ts)),
         anonymous_id=ctx.identity(
             pl.when(call == "alias")
