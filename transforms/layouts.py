@@ -82,7 +82,19 @@ NEEDED = {
     "social": ("id", "occurred_at", "platform", "kind"),
 }
 OPTIONS = frozenset(
-    {"column", "value", "hash", "format", "zone", "scale", "stars", "map", "unless"}
+    {
+        "column",
+        "value",
+        "hash",
+        "format",
+        "zone",
+        "scale",
+        "stars",
+        "map",
+        "unless",
+        "default",
+        "list",
+    }
 )
 TIME_FORMATS = frozenset({"iso8601", "date", "epoch_s", "epoch_ms", "epoch_us", "rfc2822"})
 EPOCH_UNITS = {"epoch_s": 1, "epoch_ms": 1_000, "epoch_us": 1_000_000}
@@ -92,6 +104,8 @@ STAR_WORDS = {
         ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"), 1
     )
 }
+IDENTITY = ("email", "handle", "user_id", "order_id")
+LIST = "list"  # a leaf of ``_json_dtype``'s tree that holds a list of labels
 YES = ("true", "yes", "y", "1")
 NO = ("false", "no", "n", "0")
 # Social kinds the canonical vocabulary knows; a layout's ``map`` sends its own to these.
@@ -123,6 +137,12 @@ class Spec:
     # A column that, when it reads true, blanks the field (an anonymous reviewer's
     # stand-in name identifies nobody).
     unless: str | None = None
+    # The value a record without the column (or with it blank) reads as, before ``map``:
+    # an export that leaves a news article's post type empty still says what it is.
+    default: str | None = None
+    # The JSON value is a list of labels (general to specific); the field reads the last
+    # label the ``map`` knows, else the last one.
+    list: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -148,6 +168,10 @@ class Layout:
         """Every column the layout reads, required ones first, each once."""
         named = [c for spec in self.fields.values() for c in spec.columns]
         return list(dict.fromkeys([*self.required, *named]))
+
+    @property
+    def list_columns(self) -> frozenset[str]:
+        return frozenset(s.column for s in self.fields.values() if s.list and s.column)
 
     @property
     def pii_columns(self) -> tuple[str, ...]:
@@ -254,6 +278,11 @@ def _spec(where: str, name: str, raw: object) -> Spec:
     stars = raw.get("stars", "false")
     if stars not in ("true", "false"):
         raise LayoutError(f"{where}: stars must be true or false")
+    listed = raw.get("list", "false")
+    if listed not in ("true", "false") or (listed == "true" and "column" not in raw):
+        raise LayoutError(f"{where}: list must be true or false, and true only for a column")
+    if "default" in raw and ("column" not in raw or name in IDENTITY):
+        raise LayoutError(f"{where}: only a column that is not an identity may have a default")
     mapping = raw.get("map", {})
     if not isinstance(mapping, dict):
         raise LayoutError(f"{where}: map must map values to values")
@@ -274,6 +303,8 @@ def _spec(where: str, name: str, raw: object) -> Spec:
         stars=stars == "true",
         map={k.strip().lower(): v for k, v in mapping.items()},
         unless=raw.get("unless"),
+        default=raw.get("default"),
+        list=listed == "true",
     )
 
 
@@ -393,14 +424,14 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             path, ctx.limits, layout.columns, list(layout.required), layout.pii_columns
         )
     else:
-        chunks = read_jsonl(path, ctx.limits, _json_dtype(layout.columns))
+        chunks = read_jsonl(path, ctx.limits, _json_dtype(layout.columns, layout.list_columns))
     result = run_adapter(chunks, partial(_prepare, layout, not csv_file), ctx, path)
     if layout.name != OWN:
         result.notes.append(f"read with the {layout.name} layout")
     return result
 
 
-def _json_dtype(paths: list[str]) -> pl.Struct:
+def _json_dtype(paths: list[str], lists: frozenset[str] = frozenset()) -> pl.Struct:
     tree: dict = {}
     for path in paths:
         node = tree
@@ -410,12 +441,17 @@ def _json_dtype(paths: list[str]) -> pl.Struct:
             if not isinstance(node, dict):
                 break
         else:
-            node.setdefault(leaf, None)
+            node.setdefault(leaf, LIST if path in lists else None)
     return _struct(tree)
 
 
 def _struct(tree: dict) -> pl.Struct:
-    return pl.Struct({k: _struct(v) if isinstance(v, dict) else pl.String for k, v in tree.items()})
+    return pl.Struct(
+        {
+            k: _struct(v) if isinstance(v, dict) else pl.List(pl.String) if v == LIST else pl.String
+            for k, v in tree.items()
+        }
+    )
 
 
 def _column(name: str, nested: bool) -> pl.Expr:
@@ -435,7 +471,18 @@ def _raw(layout: Layout, name: str, nested: bool) -> pl.Expr:
         return pl.lit(None, dtype=pl.String)
     if spec.value is not None:
         return pl.lit(spec.value, dtype=pl.String)
-    value = _column(spec.column, nested).cast(pl.String)
+    if spec.list and nested:
+        labels = _column(spec.column, nested)
+        known = labels.list.eval(
+            pl.element().filter(
+                pl.element().str.strip_chars().str.to_lowercase().is_in(list(spec.map))
+            )
+        )
+        value = pl.coalesce(known.list.last(), labels.list.last())
+    else:
+        value = _column(spec.column, nested).cast(pl.String)
+    if spec.default is not None:
+        value = pl.coalesce(_blank_to_null(value), pl.lit(spec.default, dtype=pl.String))
     if spec.unless:
         flag = _column(spec.unless, nested).cast(pl.String).str.strip_chars().str.to_lowercase()
         return pl.when(flag.is_in(YES)).then(None).otherwise(value)
