@@ -360,6 +360,195 @@ def test_brandwatch_mentions(workspace) -> None:
     assert "threadEntryType 'poll' is not in the vocabulary" in detail[0]
 
 
+def test_meltwater_mentions(workspace) -> None:
+    def document(**fields: object) -> dict:
+        base = {
+            "id": "1791187510000_mw1",
+            "published_date": "2026-10-05T07:45:10.000Z",
+            "url": "https://x.example/s/1?utm_campaign=fall",
+            "author": {"handle": "@TrailFan", "name": "Trail Fan"},
+            "source": {"type": "twitter", "name": "X"},
+            "content_type": "original",
+            "content": {"opening_text": "new boots from @northwind!"},
+            "enrichments": {"sentiment": "Positive", "language_code": "en"},
+        }
+        return {**base, **fields}
+
+    land(
+        workspace,
+        "social",
+        DAY,
+        "meltwater.jsonl",
+        jsonl(
+            document(),
+            document(
+                id="mw-2",
+                source={"type": "instagram"},
+                content_type="reply",
+                author={"handle": "trail.fan"},
+                parent={"url": "https://instagram.example/p/9"},
+                content={"opening_text": "Same here"},
+                enrichments={"sentiment": "neutral"},
+            ),
+            # A news article: no author, no post type.
+            {
+                "id": "mw-3",
+                "published_date": "2026-10-05T10:00:00.000Z",
+                "url": "https://news.example/a/1",
+                "source": {"type": "news"},
+                "content": {"title": "Boots of the year", "opening_text": "A list."},
+            },
+            document(id="mw-4", content_type="poll"),
+        ),
+    )
+    m = ingest_one(workspace, "social", D)
+    assert (m.read, m.accepted) == (4, 3)
+    assert m.quarantined_by_reason == {"unknown_event": 1}
+    assert m.files[0].note == "read with the meltwater layout"
+    events = by_id(lake_events(workspace, "social"))
+    assert {k: (v["platform"], v["event_type"]) for k, v in events.items()} == {
+        "1791187510000_mw1": ("x", "social_mention"),
+        "mw-2": ("instagram", "social_comment"),
+        "mw-3": ("news", "social_mention"),
+    }
+    first = events["1791187510000_mw1"]
+    assert first["event_id"] == sha("social:1791187510000_mw1")[:32]
+    assert first["social_handle_sha256"] == handle_hash("x:trailfan")
+    assert first["occurred_at"] == datetime(2026, 10, 5, 7, 45, 10, tzinfo=UTC)
+    assert (first["campaign"], first["text"]) == ("fall", "new boots from @[handle]!")
+    assert json.loads(first["properties"]) == {"language": "en", "sentiment": "positive"}
+    reply = events["mw-2"]
+    assert reply["social_handle_sha256"] == handle_hash("instagram:trail.fan")
+    assert json.loads(reply["properties"]) == {
+        "in_reply_to": "https://instagram.example/p/9",
+        "sentiment": "neutral",
+    }
+    news = events["mw-3"]
+    assert news["social_handle_sha256"] is None
+    assert json.loads(news["properties"]) == {"title": "Boots of the year", "unattributed": True}
+    detail = lake_quarantine(workspace, "social").filter(pl.col("native_id") == "mw-4")["detail"]
+    assert "content_type 'poll' is not in the vocabulary" in detail[0]
+
+
+def test_sprout_social_messages(workspace) -> None:
+    def message(**fields: object) -> dict:
+        base = {
+            "guid": "sp-1",
+            "created_time": "2026-10-05T09:00:00",
+            "network": "INSTAGRAM",
+            "post_type": "INSTAGRAM_COMMENT",
+            "from": {"screen_name": "Mia.Hikes", "name": "Mia"},
+            "text": "Do these run small?",
+            "perma_link": "https://instagram.example/p/2",
+            "language": "en",
+            "sentiment": "NEUTRAL",
+        }
+        return {**base, **fields}
+
+    land(
+        workspace,
+        "social",
+        DAY,
+        "sprout.jsonl",
+        jsonl(
+            message(),
+            message(guid="sp-2", network="FACEBOOK", post_type="FACEBOOK_PRIVATE_MESSAGE"),
+            message(guid="sp-3", network="TWITTER", post_type="RETWEET", sentiment="positive"),
+            message(guid="sp-4", post_type="INSTAGRAM_MEDIA", **{"from": {"name": "Anon"}}),
+        ),
+    )
+    m = ingest_one(workspace, "social", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (4, 4, {})
+    assert m.files[0].note == "read with the sprout_social layout"
+    events = by_id(lake_events(workspace, "social"))
+    assert {k: (v["platform"], v["event_type"]) for k, v in events.items()} == {
+        "sp-1": ("instagram", "social_comment"),
+        "sp-2": ("facebook", "social_dm"),
+        "sp-3": ("x", "social_share"),
+        "sp-4": ("instagram", "social_mention"),
+    }
+    first = events["sp-1"]
+    # A time without an offset is UTC.
+    assert first["occurred_at"] == datetime(2026, 10, 5, 9, tzinfo=UTC)
+    assert first["social_handle_sha256"] == handle_hash("instagram:mia.hikes")
+    assert events["sp-2"]["social_handle_sha256"] == handle_hash("facebook:mia.hikes")
+    assert events["sp-3"]["social_handle_sha256"] == handle_hash("x:mia.hikes")
+    assert (first["url"], first["path"], first["text"]) == (
+        "https://instagram.example/p/2",
+        "/p/2",
+        "Do these run small?",
+    )
+    assert json.loads(first["properties"]) == {"language": "en", "sentiment": "neutral"}
+    assert events["sp-4"]["social_handle_sha256"] is None
+    assert json.loads(events["sp-4"]["properties"])["unattributed"] is True
+
+
+def test_talkwalker_documents(workspace) -> None:
+    land(
+        workspace,
+        "social",
+        DAY,
+        "talkwalker.jsonl",
+        jsonl(
+            {
+                "url": "https://www.reddit.example/r/boots/c/1",
+                "published": 1791187200000,
+                "title": "Boot thread",
+                "content": "Soles wore out in a month",
+                "lang": "en",
+                "sentiment": -5,
+                "source_type": ["MESSAGEBOARD", "MESSAGEBOARD_REDDIT"],
+                "post_type": ["TEXT"],
+                "extra_author_attributes": {"id": "re:42", "short_name": "Boot_Fan"},
+            },
+            # A news article: the most specific label is unknown, the general one is news.
+            {
+                "url": "https://news.example/a/2",
+                "published": 1791190800000,
+                "content": "A list of boots.",
+                "sentiment": 0,
+                "source_type": ["ONLINENEWS", "ONLINENEWS_PRESSRELEASES"],
+            },
+            {
+                "url": "https://instagram.example/p/3",
+                "published": 1791187200250,
+                "content": "Love them",
+                "sentiment": 3,
+                "source_type": ["SOCIALMEDIA", "SOCIALMEDIA_INSTAGRAM"],
+                "extra_author_attributes": {"short_name": "mia.hikes"},
+            },
+            # A bare label instead of a list is read as a list of one.
+            {"url": "https://blog.example/4", "published": 1791187200000, "source_type": "BLOG"},
+        ),
+    )
+    m = ingest_one(workspace, "social", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (4, 4, {})
+    assert m.files[0].note == "read with the talkwalker layout"
+    events = by_id(lake_events(workspace, "social"))
+    reddit = events["https://www.reddit.example/r/boots/c/1"]
+    assert reddit["event_id"] == sha("social:https://www.reddit.example/r/boots/c/1")[:32]
+    assert (reddit["platform"], reddit["event_type"]) == ("reddit", "social_mention")
+    assert reddit["social_handle_sha256"] == handle_hash("reddit:boot_fan")
+    # 1791187200000 ms after the epoch is 2026-10-05 08:00 UTC.
+    assert reddit["occurred_at"] == datetime(2026, 10, 5, 8, tzinfo=UTC)
+    assert reddit["text"] == "Soles wore out in a month"
+    assert json.loads(reddit["properties"]) == {
+        "title": "Boot thread",
+        "language": "en",
+        "sentiment": "negative",
+    }
+    news = events["https://news.example/a/2"]
+    assert news["platform"] == "news"
+    assert news["occurred_at"] == datetime(2026, 10, 5, 9, tzinfo=UTC)
+    assert json.loads(news["properties"]) == {"sentiment": "neutral", "unattributed": True}
+    insta = events["https://instagram.example/p/3"]
+    assert insta["platform"] == "instagram"
+    assert insta["social_handle_sha256"] == handle_hash("instagram:mia.hikes")
+    assert insta["occurred_at"] == datetime(2026, 10, 5, 8, 0, 0, 250000, tzinfo=UTC)
+    assert json.loads(insta["properties"])["sentiment"] == "positive"
+    assert events["https://blog.example/4"]["platform"] == "blog"
+
+
 def test_an_unknown_header_is_refused_once_naming_the_closest_layout(workspace) -> None:
     land(
         workspace,
@@ -480,6 +669,28 @@ def test_a_wrong_layout_is_named_with_its_fault(tmp_path: Path) -> None:
             {**base, "identity": "always", "fields": {**base["fields"], "occurred_at": "t"}},
             "identity must be required or optional, not 'always'",
         ),
+        (
+            {
+                **base,
+                "fields": {
+                    **base["fields"],
+                    "occurred_at": "t",
+                    "email": {"column": "e", "default": "x"},
+                },
+            },
+            "only a column that is not an identity may have a default",
+        ),
+        (
+            {
+                **base,
+                "fields": {
+                    **base["fields"],
+                    "occurred_at": "t",
+                    "title": {"value": "a", "list": "true"},
+                },
+            },
+            "true only for a column",
+        ),
     ]
     for raw, fault in cases:
         with pytest.raises(LayoutError, match=fault.replace("(", r"\(")):
@@ -499,7 +710,7 @@ def test_every_shipped_layout_loads() -> None:
             "amazon",
             "yotpo",
         },
-        "social": {"cjm", "brandwatch"},
+        "social": {"cjm", "brandwatch", "meltwater", "sprout_social", "talkwalker"},
     }
 
 
