@@ -69,10 +69,12 @@ def test_an_email_used_as_user_id_becomes_a_hashed_email_identity(workspace) -> 
             context={"page": {"url": f"https://shop.example/c?email={CANARY}%40probe.example"}},
         ),
         web(messageId="m-5", event="Products Searched", properties={"query": f"mail {ADDRESS}"}),
+        # A custom event named after a person lands, its native name masked.
+        web(messageId="m-6", event=f"Viewed by {ADDRESS}"),
     ]
     land(workspace, "web", DAY, "part.jsonl", "\n".join(lines))
     m = ingest_one(workspace, "web", D)
-    assert (m.read, m.accepted, m.quarantined) == (5, 5, 0)
+    assert (m.read, m.accepted, m.quarantined) == (6, 6, 0)
     events = lake_events(workspace, "web").sort("source_line")
     first = events.row(0, named=True)
     assert first["email_sha256"] == sha(ADDRESS)
@@ -83,6 +85,7 @@ def test_an_email_used_as_user_id_becomes_a_hashed_email_identity(workspace) -> 
     assert events["event_id"][2] == hashlib.sha256(f"web:{ADDRESS}".encode()).hexdigest()[:32]
     assert events["url"][3] == "https://shop.example/c?email=[redacted]"
     assert events["text"][4] == "mail [email]"
+    assert (events["event_type"][5], events["native_event"][5]) == ("custom", "Viewed by [email]")
     written = everything_written(workspace)
     assert CANARY not in written and HANDLE not in written
 
@@ -92,7 +95,7 @@ def test_an_email_used_as_user_id_becomes_a_hashed_email_identity(workspace) -> 
     [
         web(timestamp=ADDRESS),
         web(properties={"revenue": ADDRESS}),
-        web(event=f"Viewed by {ADDRESS}"),
+        web(type=f"Viewed by {ADDRESS}"),
         web(messageId=f"@{HANDLE}", timestamp="yesterday"),
         '{"type":"track","userId":"' + ADDRESS + '","messageId":',
     ],
