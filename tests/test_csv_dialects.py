@@ -286,3 +286,26 @@ def test_an_ambiguous_header_falls_back_to_comma(workspace) -> None:
 )
 def test_csv_delimiter(text: str, columns: list[str], expected: str) -> None:
     assert csv_delimiter(text, columns) == expected
+
+
+def test_a_txt_file_is_read_by_its_content(workspace) -> None:
+    land(
+        workspace,
+        "orders",
+        DAY,
+        "export.txt",
+        "order_id\tcustomer_id\tpurchased_at\ttotal\nt-1\tc-1\t2026-10-05T08:00:00Z\t9,90\n",
+    )
+    # Prose with a semicolon is no CSV: listed, not read.
+    land(workspace, "orders", DAY, "notes.txt", "called the shop; no reply\n")
+    m = ingest_one(workspace, "orders", D)
+    assert [(f.file, f.accepted, f.note) for f in m.files] == [
+        (
+            "orders/2026-10-05/export.txt",
+            1,
+            "read as tab-separated; decimal commas read as decimal points in total",
+        )
+    ]
+    assert [s.entry for s in m.skipped] == ["notes.txt"]
+    [event] = lake_events(workspace, "orders").to_dicts()
+    assert event["revenue"] == pytest.approx(9.9)
