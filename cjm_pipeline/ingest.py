@@ -62,7 +62,7 @@ QUARANTINE_FILE = "quarantine.parquet"
 CRM_FILE = "customers.parquet"
 # Extensions of formats no source reads: a file so named is skipped without being opened.
 FOREIGN_EXTENSIONS = frozenset(
-    {".parquet", ".avro", ".orc", ".xlsx", ".xls", ".xml", ".zip", ".tsv", ".pdf"}
+    {".parquet", ".avro", ".orc", ".xlsx", ".xls", ".xml", ".zip", ".pdf"}
 )
 
 

@@ -126,23 +126,38 @@ def json_documents(objects):
     )
 
 
-def csv_text(columns: list[str]):
-    header = st.lists(st.sampled_from([*columns, "other", ""]), min_size=1, max_size=12).map(
-        lambda h: list(dict.fromkeys(h))
-    )
+# The delimiters a CSV export may be written with, and a name for a file of each.
+DELIMITERS = {",": ".csv", ";": ".csv", "\t": ".tsv", "|": ".csv"}
+
+
+def csv_text(columns: list[str], delimiter: str = ","):
+    """A CSV file written with ``delimiter``. Its header holds known column names in any
+    order, with unknown and empty ones; a header written with another delimiter than the
+    comma holds at least two known names, so that it says its delimiter (a header that
+    says nothing is read with commas: tests/test_csv_dialects.py)."""
+    header = st.lists(st.sampled_from([*columns, "other", ""]), min_size=1, max_size=12)
+    if delimiter != ",":
+        known = st.lists(st.sampled_from(columns), min_size=2, max_size=12, unique=True)
+        header = st.tuples(known, header).flatmap(lambda h: st.permutations(h[0] + h[1]))
+    header = header.map(lambda h: list(dict.fromkeys(h)))
 
     def rows(head: list[str]):
         row = st.lists(st.one_of(texts, timestamps), min_size=0, max_size=len(head) + 2)
-        return st.lists(row, max_size=10).map(lambda body: _csv([head, *body]))
+        return st.lists(row, max_size=10).map(lambda body: _csv([head, *body], delimiter))
 
-    return st.one_of(
-        header.flatmap(rows), st.just(",".join(columns)).flatmap(lambda h: rows(h.split(",")))
+    return st.one_of(header.flatmap(rows), rows(list(columns)))
+
+
+def csv_files(stem: str, columns: list[str]):
+    """(name, text, delimiter) of a CSV file in any of the delimiters."""
+    return st.sampled_from(list(DELIMITERS)).flatmap(
+        lambda d: csv_text(columns, d).map(lambda t: (stem + DELIMITERS[d], t, d))
     )
 
 
-def _csv(rows: list[list[str]]) -> str:
+def _csv(rows: list[list[str]], delimiter: str = ",") -> str:
     out = io.StringIO()
-    csv.writer(out).writerows(rows)
+    csv.writer(out, delimiter=delimiter).writerows(rows)
     return out.getvalue()
 
 
@@ -168,29 +183,45 @@ def _blank(line: str) -> bool:
     return not line.strip() and not any(c in line for c in "\x1c\x1d\x1e\x1f")
 
 
-def _records(text: str, name: str, arrays: bool) -> int:
+def _records(text: str, name: str, arrays: bool, delimiter: str = ",") -> int:
     """How many records a landing file holds, counted independently of the readers:
     a JSON line is one record (a posted array as many as it holds), a CSV file one per
-    non-blank row after the header (or one for the whole file when the header lacks a
-    required column: the file is refused)."""
+    non-blank row after the header, split by the delimiter it was written with (or one
+    for the whole file when the header lacks a required column: the file is refused)."""
     text = text.removeprefix("\ufeff")
-    document = None if ".csv" in name else _document_records(text)
+    csv_file = ".csv" in name or ".tsv" in name
+    document = None if csv_file else _document_records(text)
     if document is not None:
         return document
-    if ".csv" not in name:
+    if not csv_file:
         lines = [line.rstrip("\r") for line in text.split("\n")]
         return sum(_array_size(line) if arrays else 1 for line in lines if not _blank(line))
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     if not rows:
         return 0
-    adapters = {"reviews": reviews, "mentions": social, "customers": crm, "orders": orders}
-    adapter = adapters[name.split(".")[0]]
-    header = [h.strip() for h in rows[0]]
-    # A required entry is a column name, or a tuple of alternatives of which one is needed.
-    alternatives = [(r,) if isinstance(r, str) else r for r in adapter.REQUIRED]
-    if any(not set(names) & set(header) for names in alternatives):
+    if not _header_fits(rows[0], name):
         return 1
     return sum(1 for row in rows[1:] if row and not (len(row) == 1 and not row[0].strip()))
+
+
+def _header_fits(header: list[str], name: str) -> bool:
+    """Whether a CSV header holds the columns the file's adapter requires."""
+    adapters = {"reviews": reviews, "mentions": social, "customers": crm, "orders": orders}
+    adapter = adapters[name.split(".")[0]]
+    names = {h.strip() for h in header}
+    # A required entry is a column name, or a tuple of alternatives of which one is needed.
+    alternatives = [(r,) if isinstance(r, str) else r for r in adapter.REQUIRED]
+    return all(set(required) & names for required in alternatives)
+
+
+def _read_whole(text: str, name: str, delimiter: str) -> bool:
+    """Whether a file is CSV whose header, split by the delimiter it was written with,
+    holds the required columns: it must be read, never refused whole."""
+    if ".csv" not in name and ".tsv" not in name:
+        return False
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    return header is not None and _header_fits(header, name)
 
 
 _JSON_SPACE = " \t\r\n"
@@ -243,7 +274,7 @@ def _array_size(line: str) -> int:
     return len(value) if isinstance(value, list) and value else 1
 
 
-def _check(source: str, name: str, text: str, encoding: str) -> None:
+def _check(source: str, name: str, text: str, encoding: str, delimiter: str = ",") -> None:
     with tempfile.TemporaryDirectory() as root:
         settings_ = Settings(data_dir=Path(root), salt="fuzz-salt")
         data, suffix = _encode(text, encoding)
@@ -259,13 +290,15 @@ def _check(source: str, name: str, text: str, encoding: str) -> None:
         misread = encoding == "utf-16-le" and "UTF-16" not in count.note
         # A byte order mark then a NUL character is also the UTF-32 mark: read as UTF-32.
         misread = misread or (encoding == "utf-16" and text.startswith("\x00"))
+        raw = gzip.decompress(data) if encoding == "gzip" else data
+        seen = raw.decode(*_decoding(encoding))
         if count.quarantined_whole in UNCOUNTED:
             assert count.read == 1
+            assert misread or not _read_whole(seen, name, delimiter), (count, seen[:300])
         elif not misread:
             # Counted here without the code under test: every record read is accounted for.
-            raw = gzip.decompress(data) if encoding == "gzip" else data
-            seen = raw.decode(*_decoding(encoding))
-            assert count.read == _records(seen, name, source == "email"), (count, seen[:300])
+            expected = _records(seen, name, source == "email", delimiter)
+            assert count.read == expected, (count, seen[:300])
         written = [manifest.to_json()]
         for path in settings_.lake_dir.rglob("*"):
             if path.suffix == ".parquet":
@@ -317,19 +350,25 @@ def test_email_adapter_accounts_for_every_record(text: str, encoding: str) -> No
 @FUZZ
 @given(
     st.one_of(
-        csv_text(social.COLUMNS).map(lambda t: ("mentions.csv", t)),
-        json_lines(records(social.COLUMNS)).map(lambda t: ("mentions.jsonl", t)),
+        csv_files("mentions", social.COLUMNS),
+        json_lines(records(social.COLUMNS)).map(lambda t: ("mentions.jsonl", t, ",")),
     ),
     encodings,
 )
-def test_social_adapter_accounts_for_every_record(file: tuple[str, str], encoding: str) -> None:
-    _check("social", *file, encoding)
+def test_social_adapter_accounts_for_every_record(
+    file: tuple[str, str, str], encoding: str
+) -> None:
+    name, text, delimiter = file
+    _check("social", name, text, encoding, delimiter)
 
 
 @FUZZ
-@given(csv_text(reviews.COLUMNS), encodings)
-def test_reviews_csv_adapter_accounts_for_every_record(text: str, encoding: str) -> None:
-    _check("reviews", "reviews.csv", text, encoding)
+@given(csv_files("reviews", reviews.COLUMNS), encodings)
+def test_reviews_csv_adapter_accounts_for_every_record(
+    file: tuple[str, str, str], encoding: str
+) -> None:
+    name, text, delimiter = file
+    _check("reviews", name, text, encoding, delimiter)
 
 
 @FUZZ
@@ -339,9 +378,10 @@ def test_reviews_jsonl_adapter_accounts_for_every_record(text: str, encoding: st
 
 
 @FUZZ
-@given(csv_text(crm.COLUMNS), st.sampled_from(["utf-8", "utf-16", "gzip"]))
-def test_crm_adapter_accounts_for_every_record(text: str, encoding: str) -> None:
-    _check("crm", "customers.csv", text, encoding)
+@given(csv_files("customers", crm.COLUMNS), st.sampled_from(["utf-8", "utf-16", "gzip"]))
+def test_crm_adapter_accounts_for_every_record(file: tuple[str, str, str], encoding: str) -> None:
+    name, text, delimiter = file
+    _check("crm", name, text, encoding, delimiter)
 
 
 # An order's fields, with items that are a list of objects (or anything else).
@@ -361,10 +401,13 @@ _ORDERS = st.fixed_dictionaries(
 @FUZZ
 @given(
     st.one_of(
-        csv_text(orders.COLUMNS).map(lambda t: ("orders.csv", t)),
-        json_lines(_ORDERS).map(lambda t: ("orders.jsonl", t)),
+        csv_files("orders", orders.COLUMNS),
+        json_lines(_ORDERS).map(lambda t: ("orders.jsonl", t, ",")),
     ),
     encodings,
 )
-def test_orders_adapter_accounts_for_every_record(file: tuple[str, str], encoding: str) -> None:
-    _check("orders", *file, encoding)
+def test_orders_adapter_accounts_for_every_record(
+    file: tuple[str, str, str], encoding: str
+) -> None:
+    name, text, delimiter = file
+    _check("orders", name, text, encoding, delimiter)

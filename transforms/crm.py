@@ -17,7 +17,7 @@ from transforms.readers import ParsedFile, read_csv
 from transforms.schema import CRM_POLICY, CRM_SCHEMA
 
 SOURCE = "crm"
-FILE_GLOBS = ("*.csv", "*.csv.gz")
+FILE_GLOBS = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz")
 COLUMNS = ["user_id", "email", "social_handles", "created_at"]
 REQUIRED = ["user_id", "email"]
 PII_COLUMNS = ("email", "social_handles")

@@ -57,6 +57,7 @@ from transforms.readers import (
     ParsedFile,
     UnreadableFileError,
     _open_regular,
+    csv_delimiter,
     is_csv,
     read_csv,
     read_jsonl,
@@ -387,9 +388,9 @@ def _peek(path: Path, limits: Limits) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _csv_header(text: str) -> set[str]:
+def _csv_header(text: str, delimiter: str) -> set[str]:
     try:
-        row = next(csv.reader(io.StringIO(text, newline="")), [])
+        row = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
     except csv.Error:
         return set()
     return {h.strip().lstrip("\ufeff") for h in row}
@@ -417,11 +418,22 @@ def _json_paths(text: str) -> set[str]:
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     csv_file = is_csv(path, ctx.limits)
     text = _peek(path, ctx.limits)
-    present = _csv_header(text) if csv_file else _json_paths(text)
+    # The delimiter is told by the column names of every layout of the source, so that
+    # it is the same whichever layout the header then picks.
+    known = {c for each in layouts(ctx.source) for c in each.columns}
+    delimiter = csv_delimiter(text, known) if csv_file else ","
+    present = _csv_header(text, delimiter) if csv_file else _json_paths(text)
     layout = choose(ctx.source, present, path, csv_file)
     if csv_file:
+        rating = layout.fields.get("rating")
         chunks = read_csv(
-            path, ctx.limits, layout.columns, list(layout.required), layout.pii_columns
+            path,
+            ctx.limits,
+            layout.columns,
+            list(layout.required),
+            layout.pii_columns,
+            numbers=(rating.column,) if rating is not None and rating.column else (),
+            delimiter=delimiter,
         )
     else:
         chunks = read_jsonl(path, ctx.limits, _json_dtype(layout.columns, layout.list_columns))

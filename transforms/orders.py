@@ -43,7 +43,7 @@ from transforms.readers import ParsedFile, is_csv, read_csv, read_jsonl
 from transforms.schema import UTC_TS
 
 SOURCE = "orders"
-FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.csv", "*.csv.gz")
+FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz")
 # One record makes several events: ingestion counts records (accepted, duplicates) by
 # these columns of the events, not by event.
 RECORD_KEY = ("source_file", "source_line")
@@ -110,7 +110,9 @@ TIMES = (*EVENT_TIMES, "estimated_delivery_at", "updated_at")
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     if is_csv(path, ctx.limits):
-        chunks = read_csv(path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS)
+        chunks = read_csv(
+            path, ctx.limits, COLUMNS, REQUIRED, PII_COLUMNS, numbers=ALIASES["total"]
+        )
     else:
         chunks = read_jsonl(path, ctx.limits, NATIVE_DTYPE)
     return run_adapter(chunks, _prepare, ctx, path, output=_events)

@@ -22,6 +22,11 @@ The format is told by content, not by name: a gzip file is recognised by its mag
 bytes, and a JSON file whose first line opens a value it does not close (a pretty-printed
 array or object, as a webhook body is saved) is read as one document (``_read_document``)
 rather than line by line. ``sniff`` names the format of a file whose name does not.
+
+A CSV export is read in the dialect it is written in: comma, semicolon, tab or pipe
+separated (``csv_delimiter`` tells which from the header row), with the same quoting
+rules. A semicolon- or tab-separated file that writes its numbers with a decimal comma
+has them read as numbers (``_decimal_comma_columns``).
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import re
 import stat
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,8 +228,23 @@ def read_text(path: Path, limits: Limits) -> tuple[bytes, list[str]]:
     return to_utf8(read_bytes(path, limits))
 
 
-# What a landing file's name says of its format (after a final .gz, in lower case).
-NAMED_FORMATS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv"}
+# What a landing file's name says of its format (after a final .gz, in lower case). A
+# .txt file says nothing: its content tells (``sniff``).
+NAMED_FORMATS = {
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+}
+# The delimiters a CSV export may use; a tie between them goes to the first.
+CSV_DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+# Rows after the header that ``csv_delimiter`` checks for a consistent split.
+_SAMPLE_ROWS = 5
+# A number written with a decimal comma, and one written with a decimal point.
+_DECIMAL_COMMA = r"^\s*[+-]?\d+,\d+\s*$"
+_DECIMAL_POINT = r"^\s*[+-]?\d*\.\d+\s*$"
 
 
 def extension(path: Path) -> str:
@@ -242,7 +263,8 @@ def named_format(path: Path) -> str:
 def sniff(path: Path, limits: Limits) -> str:
     """What the content of a file is, from its first ``SNIFF_BYTES`` (decompressed when
     gzip): 'json' (the first character that is not white space is [ or {), 'csv' (text
-    whose first line holds a comma), 'text', 'binary' (control characters), 'empty', or
+    whose first line holds a comma, or a semicolon, tab or pipe that splits the next
+    lines into as many fields), 'text', 'binary' (control characters), 'empty', or
     'unreadable: <why>'. Only the beginning is read, within the limits."""
     try:
         with _open_regular(path) as handle:
@@ -264,7 +286,23 @@ def sniff(path: Path, limits: Limits) -> str:
         return "json"
     if _CONTROL.search(text):
         return "binary"
-    return "csv" if "," in text[first.start() :].split("\n", 1)[0] else "text"
+    # From the start of the first line that is not blank (a tab may open it).
+    text = text[text.rfind("\n", 0, first.start()) + 1 :]
+    first_line = text.split("\n", 1)[0]
+    if "," in first_line or any(
+        _splits_evenly(text, len(head) >= SNIFF_BYTES, d)
+        for d in CSV_DELIMITERS[1:]
+        if d in first_line
+    ):
+        return "csv"
+    return "text"
+
+
+def _splits_evenly(text: str, cut: bool, delimiter: str) -> bool:
+    """Whether ``delimiter`` splits the text's first line into fields and the rows after
+    it into as many (at least one row: a line of prose may hold a semicolon too)."""
+    header, rows = _sample_rows(text, cut, delimiter)
+    return len(header) > 1 and bool(rows) and all(len(r) == len(header) for r in rows)
 
 
 def is_csv(path: Path, limits: Limits) -> bool:
@@ -641,10 +679,16 @@ def read_csv(
     columns: list[str],
     required: list[str | tuple[str, ...]],
     pii_columns: tuple[str, ...] = (),
+    numbers: tuple[str, ...] = (),
+    delimiter: str | None = None,
 ) -> Iterator[ParsedFile]:
     """Read a CSV export with a header row in chunks; every value is a string.
 
     A required entry that is a tuple names alternatives: the header needs one of them.
+    The delimiter is ``csv_delimiter``'s (unless given); any but a comma is said in the
+    notes. ``numbers`` are the columns that hold numbers: those a semicolon- or
+    tab-separated file writes with decimal commas are given decimal points
+    (``_decimal_comma_columns``).
 
     Quoted fields may span lines; ``_line`` is the line where a record starts.
     ``_raw`` is the record with its PII columns replaced, so that a record rejected
@@ -657,7 +701,10 @@ def read_csv(
     # The field limit is the csv module's own guard; it is global to the process, and
     # every reader sets it before it reads.
     csv.field_size_limit(limits.max_field_chars)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    delimiter = delimiter or csv_delimiter(text, columns)
+    if delimiter != ",":
+        notes = [*notes, f"read as {DELIMITER_NAMES[delimiter]}-separated"]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = [h.strip().lstrip("\ufeff") for h in next(reader)]
     except StopIteration:
@@ -668,7 +715,8 @@ def read_csv(
     _check_header(header, columns, required)
     index = {c: header.index(c) for c in columns if c in header}
     pii_positions = {i for i, h in enumerate(header) if h in pii_columns}
-    chunk = _CsvChunk(columns)
+    chunk = _CsvChunk(columns, delimiter)
+    decimal_commas: list[str] | None = None  # decided on the first chunk
     start = reader.line_num + 1
     while True:
         line = start
@@ -689,10 +737,97 @@ def read_csv(
         start = reader.line_num + 1
         chunk.add(row, line, header, index, pii_positions, limits)
         if chunk.read >= CHUNK_RECORDS:
-            yield chunk.parsed(notes)
+            parsed, decimal_commas = _finished(chunk, notes, numbers, decimal_commas)
+            yield parsed
             notes = []
-            chunk = _CsvChunk(columns)
-    yield chunk.parsed(notes)
+            chunk = _CsvChunk(columns, delimiter)
+    yield _finished(chunk, notes, numbers, decimal_commas)[0]
+
+
+def csv_delimiter(text: str, columns: Iterable[str]) -> str:
+    """The delimiter a CSV export is written with, from its beginning: of
+    ``CSV_DELIMITERS``, the one that splits the header row into the most distinct known
+    ``columns``; among those, one that splits the next rows into as many fields as the
+    header. A tie goes to the comma (the first), and so does a header in which no
+    delimiter finds a known column name."""
+    head = text[:SNIFF_BYTES]
+    known = set(columns)
+    scores = {d: _split_score(head, len(head) < len(text), d, known) for d in CSV_DELIMITERS}
+    return max(CSV_DELIMITERS, key=scores.__getitem__)
+
+
+def _split_score(head: str, cut: bool, delimiter: str, known: set[str]) -> tuple[int, bool]:
+    """How well ``delimiter`` splits ``head``: the known column names of its header row
+    (0 when it has none) and whether the sample rows have the header's field count."""
+    header, rows = _sample_rows(head, cut, delimiter)
+    names = len({h.strip().lstrip("\ufeff") for h in header} & known)
+    if not names:
+        return 0, False
+    return names, rows is not None and all(len(r) == len(header) for r in rows)
+
+
+def _sample_rows(head: str, cut: bool, delimiter: str) -> tuple[list[str], list[list[str]] | None]:
+    """The header row of ``head`` split by ``delimiter``, and up to ``_SAMPLE_ROWS``
+    non-blank rows after it (None when they are not valid CSV). A row that ``head``
+    may cut short (``cut``: the file goes on) is left out."""
+    reader = csv.reader(io.StringIO(head, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, [])
+    except csv.Error:
+        return [], None
+    try:
+        rows = list(itertools.islice(reader, _SAMPLE_ROWS + 1))
+    except csv.Error:
+        return header, None
+    if cut and len(rows) <= _SAMPLE_ROWS:
+        rows = rows[:-1]
+    return header, [r for r in rows[:_SAMPLE_ROWS] if r and not (len(r) == 1 and not r[0].strip())]
+
+
+def _decimal_comma_columns(
+    records: pl.DataFrame, numbers: tuple[str, ...], delimiter: str
+) -> list[str]:
+    """The number columns to read with a decimal comma: in a semicolon- or tab-separated
+    file only (where a comma cannot be the delimiter), those whose values in the first
+    chunk are written with a decimal comma (``4,5``) and never with a decimal point. A
+    column that also holds ``12.50`` uses the point, so a comma there is not a decimal
+    one and such a value stays wrong."""
+    if delimiter not in (";", "\t"):
+        return []
+    found = []
+    for name in numbers:
+        if name not in records.columns:
+            continue
+        values = records[name].drop_nulls()
+        if (
+            values.str.contains(_DECIMAL_COMMA).any()
+            and not values.str.contains(_DECIMAL_POINT).any()
+        ):
+            found.append(name)
+    return found
+
+
+def _finished(
+    chunk: _CsvChunk, notes: list[str], numbers: tuple[str, ...], decimal_commas: list[str] | None
+) -> tuple[ParsedFile, list[str]]:
+    """A chunk's records, with the decimal commas of the number columns that use them
+    written as points (``_raw`` keeps the values as exported); which columns use them
+    is decided on the first chunk (``decimal_commas`` is None until then)."""
+    parsed = chunk.parsed(notes)
+    if decimal_commas is None:
+        decimal_commas = _decimal_comma_columns(parsed.records, numbers, chunk.delimiter)
+        if decimal_commas:
+            note = f"decimal commas read as decimal points in {', '.join(decimal_commas)}"
+            parsed.notes = [*parsed.notes, note]
+    if decimal_commas:
+        parsed.records = parsed.records.with_columns(
+            pl.when(pl.col(name).str.contains(_DECIMAL_COMMA))
+            .then(pl.col(name).str.replace(",", ".", literal=True))
+            .otherwise(pl.col(name))
+            .alias(name)
+            for name in decimal_commas
+        )
+    return parsed, decimal_commas
 
 
 def _check_header(
@@ -722,6 +857,7 @@ def _check_header(
 @dataclass
 class _CsvChunk:
     columns: list[str]
+    delimiter: str = ","
     cols: dict[str, list[str | None]] = field(default_factory=dict)
     lines: list[int] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
@@ -755,7 +891,9 @@ class _CsvChunk:
                 )
             )
             return
-        raw = ",".join("[redacted]" if i in pii_positions and v else v for i, v in enumerate(row))
+        raw = self.delimiter.join(
+            "[redacted]" if i in pii_positions and v else v for i, v in enumerate(row)
+        )
         size = sum(len(v) for v in row)
         if size > limits.max_line_bytes:
             self.rejects.append(

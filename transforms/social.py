@@ -11,7 +11,7 @@ from transforms import layouts
 from transforms.common import AdapterResult, BatchContext
 
 SOURCE = "social"
-FILE_GLOBS = ("*.csv", "*.csv.gz", "*.jsonl", "*.jsonl.gz")
+FILE_GLOBS = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz", "*.jsonl", "*.jsonl.gz")
 # The project's own format.
 COLUMNS = layouts.own(SOURCE).columns
 REQUIRED = list(layouts.own(SOURCE).required)
