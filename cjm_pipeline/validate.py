@@ -404,10 +404,16 @@ def _validate_source(
             f"no landing folder read for {source} on {_date_label(days)}: no events to validate"
         )
         results += _skip_all(suite, source, reason)
-    # A source the lake has never held is one this deployment does not deliver (a
-    # marketplace has no web feed): its missing dates are no warning.
+    # A source with no landing folder that the lake has never held is one this
+    # deployment does not deliver (a marketplace has no web feed): its missing dates are
+    # no warning. A landing folder of its own means the feed is wired: a missing date
+    # warns, as ingestion says.
     lake_root = settings.events_partition(source, days[0].isoformat()).parent
-    undelivered = absent_days == len(days) and not lake_root.is_dir()
+    undelivered = (
+        absent_days == len(days)
+        and not lake_root.is_dir()
+        and not (settings.landing_dir / source).is_dir()
+    )
     if undelivered:
         reason = f"{source} is not delivered: the lake holds no {source} events on any date"
         results += _skip_all("ingest_stats", source, reason)

@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from cjm_pipeline.ingest import ingest
 from cjm_pipeline.settings import SOURCES, Settings
 from cjm_pipeline.validate import (
     BANDED_MARTS,
@@ -596,3 +597,14 @@ def test_a_long_hostile_value_costs_the_gate_its_length(events_settings: Setting
     failed = [(r.suite, r.column) for r in report.critical_failures]
     assert failed == [("events_web", "holds_personal_data")], report.summary()
     assert seconds < 60, f"the events gate took {seconds:.0f} s on one 800,000-character value"
+
+
+def test_a_wired_source_that_never_landed_a_date_still_warns(events_settings: Settings) -> None:
+    # The sample has no orders: with a landing folder of its own, orders is a feed that
+    # missed its date, not a source this deployment does not deliver.
+    (events_settings.landing_dir / "orders").mkdir(parents=True)
+    ingest(events_settings, [DAY], ["orders"], progress=lambda _: None)
+    report = validate_events(events_settings, DAY, ["orders"], docs=False)
+    assert report.success
+    [warning] = report.warnings
+    assert (warning.suite, warning.column) == ("ingest_stats", "status")
