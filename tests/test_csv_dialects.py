@@ -184,6 +184,28 @@ def test_semicolon_orders_with_decimal_comma_totals(workspace) -> None:
     assert events["b-2:order_completed"]["revenue"] == pytest.approx(80.0)
 
 
+def test_thousands_commas_are_never_read_as_decimals(workspace) -> None:
+    # 1,250 may group thousands or be a decimal: with no value that can only be a
+    # decimal comma, the totals are not converted and stay invalid amounts.
+    land(
+        workspace,
+        "orders",
+        DAY,
+        "orders.tsv",
+        "order_id\tcustomer_id\tstatus\tpurchased_at\ttotal\n"
+        "t-1\tk-1\tpaid\t2026-10-05T08:00:00Z\t1,250\n"
+        "t-2\tk-2\tpaid\t2026-10-05T09:00:00Z\t89\n"
+        "t-3\tk-3\tpaid\t2026-10-05T10:00:00Z\t2,400\n",
+    )
+    m = ingest_one(workspace, "orders", D)
+    assert m.reconciles()
+    assert (m.read, m.accepted) == (3, 1)
+    assert m.quarantined_by_reason == {"invalid_amount": 2}
+    assert m.files[0].note == "read as tab-separated"
+    events = by_id(lake_events(workspace, "orders").to_dicts())
+    assert events["t-2:order_completed"]["revenue"] == pytest.approx(89.0)
+
+
 def test_pipe_separated_orders(workspace) -> None:
     land(
         workspace,

@@ -242,8 +242,11 @@ CSV_DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # Rows after the header that ``csv_delimiter`` checks for a consistent split.
 _SAMPLE_ROWS = 5
-# A number written with a decimal comma, and one written with a decimal point.
+# A number written with a decimal comma, and one written with a decimal point. A comma
+# followed by exactly three digits (1,250) may as well group thousands: only a value
+# with another number of digits after its comma (4,5; 12,50) shows a decimal comma.
 _DECIMAL_COMMA = r"^\s*[+-]?\d+,\d+\s*$"
+_ONLY_DECIMAL_COMMA = r"^\s*[+-]?\d+,(?:\d{1,2}|\d{4,})\s*$"
 _DECIMAL_POINT = r"^\s*[+-]?\d*\.\d+\s*$"
 
 
@@ -791,7 +794,8 @@ def _decimal_comma_columns(
     file only (where a comma cannot be the delimiter), those whose values in the first
     chunk are written with a decimal comma (``4,5``) and never with a decimal point. A
     column that also holds ``12.50`` uses the point, so a comma there is not a decimal
-    one and such a value stays wrong."""
+    one and such a value stays wrong; so does a column whose commas are all followed by
+    three digits (``1,250``: thousands grouped, or a decimal, nobody can tell)."""
     if delimiter not in (";", "\t"):
         return []
     found = []
@@ -800,7 +804,7 @@ def _decimal_comma_columns(
             continue
         values = records[name].drop_nulls()
         if (
-            values.str.contains(_DECIMAL_COMMA).any()
+            values.str.contains(_ONLY_DECIMAL_COMMA).any()
             and not values.str.contains(_DECIMAL_POINT).any()
         ):
             found.append(name)
