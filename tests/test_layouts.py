@@ -747,3 +747,31 @@ def test_the_readme_example_layout_reads_its_export(workspace, tmp_path, monkeyp
         "shop",
     )
     assert row["occurred_at"] == datetime(2026, 10, 5, 8, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("indent", [2, 4])
+def test_a_json_document_picks_its_layout_by_its_first_record(workspace, indent) -> None:
+    # A vendor's API page saved as it came: a pretty-printed array of records.
+    reviews = [
+        {
+            "id": 7001,
+            "score": 4,
+            "content": "Fits well",
+            "created_at": "2026-10-05T06:00:00Z",
+            "email": "noa@mail.example",
+        },
+        {
+            "id": 7002,
+            "score": 2,
+            "content": "Too thin",
+            "created_at": "2026-10-05T07:00:00Z",
+            "email": "eli@mail.example",
+        },
+    ]
+    land(workspace, "reviews", DAY, "page-1.jsonl", json.dumps(reviews, indent=indent))
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted, m.quarantined) == (2, 2, 0)
+    assert "read with the yotpo layout" in m.files[0].note
+    events = lake_events(workspace, "reviews").sort("native_id")
+    assert events["native_id"].to_list() == ["7001", "7002"]
+    assert events["rating"].to_list() == [4, 2]

@@ -396,13 +396,28 @@ def _csv_header(text: str, delimiter: str) -> set[str]:
     return {h.strip().lstrip("\ufeff") for h in row}
 
 
-def _json_paths(text: str) -> set[str]:
-    """The dotted paths of the first record's keys (two levels deep)."""
+def _first_record(text: str) -> object:
+    """The file's first record: its first line as JSON lines, or else the first value of
+    the document the file holds (a pretty-printed object, or an array's first element,
+    as the reader reads such a file)."""
     first = next((line for line in text.split("\n") if line.strip()), "")
     try:
         record = json.loads(first)
     except (ValueError, RecursionError):
-        return set()
+        body = text.lstrip().removeprefix("\ufeff").lstrip()
+        body = body[1:].lstrip() if body.startswith("[") else body
+        try:
+            record, _ = json.JSONDecoder().raw_decode(body)
+        except (ValueError, RecursionError):
+            return None
+    if isinstance(record, list):
+        return record[0] if record else None
+    return record
+
+
+def _json_paths(text: str) -> set[str]:
+    """The dotted paths of the first record's keys (two levels deep)."""
+    record = _first_record(text)
     if not isinstance(record, dict):
         return set()
     paths = set(record)
