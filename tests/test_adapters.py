@@ -84,7 +84,9 @@ def test_web_good_records_map_to_the_canonical_event(workspace) -> None:
         (segment_call(type="subscribe", event=None), "unknown_call"),
         (segment_call(context="mobile"), "wrong_type"),
         (segment_call(properties={"revenue": "lots"}), "wrong_type"),
-        ("[1, 2, 3]", "wrong_type"),
+        ('"a string"', "wrong_type"),
+        # An array stands for its elements: one that is not an object is wrong_type.
+        ("[7]", "wrong_type"),
     ],
 )
 def test_web_malformed_records_are_quarantined_with_their_reason(workspace, line, reason) -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cjm_pipeline.ingest import ingest_one
 from cjm_pipeline.settings import Settings
-from transforms import crm, email, orders, reviews, social, web
+from transforms import crm, email, layouts, orders, reviews, social, web
 
 DAY = date(2026, 10, 5)
 CANARY = "pii.canary.9"
@@ -183,19 +183,23 @@ def _blank(line: str) -> bool:
     return not line.strip() and not any(c in line for c in "\x1c\x1d\x1e\x1f")
 
 
-def _records(text: str, name: str, arrays: bool, delimiter: str = ",") -> int:
+def _records(
+    text: str, name: str, arrays: bool, delimiter: str = ",", page: str | None = None
+) -> int:
     """How many records a landing file holds, counted independently of the readers:
-    a JSON line is one record (a posted array as many as it holds), a CSV file one per
-    non-blank row after the header, split by the delimiter it was written with (or one
-    for the whole file when the header lacks a required column: the file is refused)."""
+    a JSON line (or a document's value) is one record, an array as many as it holds
+    where arrays are split, and a page of an API's response as many as its list at
+    ``page`` holds; a CSV file one per non-blank row after the header, split by the
+    delimiter it was written with (or one for the whole file when the header lacks a
+    required column: the file is refused)."""
     text = text.removeprefix("\ufeff")
     csv_file = ".csv" in name or ".tsv" in name
-    document = None if csv_file else _document_records(text)
+    document = None if csv_file else _document_records(text, arrays, page)
     if document is not None:
         return document
     if not csv_file:
         lines = [line.rstrip("\r") for line in text.split("\n")]
-        return sum(_array_size(line) if arrays else 1 for line in lines if not _blank(line))
+        return sum(_line_records(line, arrays, page) for line in lines if not _blank(line))
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     if not rows:
         return 0
@@ -227,7 +231,7 @@ def _read_whole(text: str, name: str, delimiter: str) -> bool:
 _JSON_SPACE = " \t\r\n"
 
 
-def _document_records(text: str) -> int | None:
+def _document_records(text: str, arrays: bool = False, page: str | None = None) -> int | None:
     """Records of a file read as one JSON document, by the README's rule (None when it
     is read as JSON lines): the first line that is not white space starts with [ or {
     and is not a JSON value by itself; then values are read one after another, a
@@ -246,16 +250,18 @@ def _document_records(text: str) -> int | None:
     try:
         while rest:
             if rest[0] != "[":
-                _, end = decoder.raw_decode(rest)
-                count, rest = count + 1, rest[end:].lstrip(_JSON_SPACE)
+                value, end = decoder.raw_decode(rest)
+                count += _value_records(value, arrays, page)
+                rest = rest[end:].lstrip(_JSON_SPACE)
                 continue
             rest = rest[1:].lstrip(_JSON_SPACE)
             if rest[:1] == "]":
                 rest = rest[1:].lstrip(_JSON_SPACE)
                 continue
             while True:
-                _, end = decoder.raw_decode(rest)
-                count, rest = count + 1, rest[end:].lstrip(_JSON_SPACE)
+                value, end = decoder.raw_decode(rest)
+                count += _value_records(value, arrays, page)
+                rest = rest[end:].lstrip(_JSON_SPACE)
                 if rest[:1] not in (",", "]"):
                     raise ValueError("the array is not closed")
                 closed, rest = rest[0] == "]", rest[1:].lstrip(_JSON_SPACE)
@@ -266,15 +272,34 @@ def _document_records(text: str) -> int | None:
     return count
 
 
-def _array_size(line: str) -> int:
+def _line_records(line: str, arrays: bool, page: str | None) -> int:
+    if not arrays and page is None:
+        return 1
     try:
         value = json.loads(line)
     except (ValueError, RecursionError):
         return 1
-    return len(value) if isinstance(value, list) and value else 1
+    return _value_records(value, arrays, page)
 
 
-def _check(source: str, name: str, text: str, encoding: str, delimiter: str = ",") -> None:
+def _value_records(value: object, arrays: bool, page: str | None) -> int:
+    """Records one JSON value stands for: a page's list (none when it is empty), an
+    array's elements (one when it is empty) where arrays are split, else one."""
+    if page is not None and isinstance(value, dict) and isinstance(value.get(page), list):
+        return len(value[page])
+    if (arrays or page is not None) and isinstance(value, list) and value:
+        return len(value)
+    return 1
+
+
+def _check(
+    source: str,
+    name: str,
+    text: str,
+    encoding: str,
+    delimiter: str = ",",
+    page: str | None = None,
+) -> None:
     with tempfile.TemporaryDirectory() as root:
         settings_ = Settings(data_dir=Path(root), salt="fuzz-salt")
         data, suffix = _encode(text, encoding)
@@ -297,7 +322,9 @@ def _check(source: str, name: str, text: str, encoding: str, delimiter: str = ",
             assert misread or not _read_whole(seen, name, delimiter), (count, seen[:300])
         elif not misread:
             # Counted here without the code under test: every record read is accounted for.
-            expected = _records(seen, name, source == "email", delimiter)
+            # Every JSON source but orders splits arrays (an order's events are counted
+            # back to their record by its line).
+            expected = _records(seen, name, source != "orders", delimiter, page)
             assert count.read == expected, (count, seen[:300])
         written = [manifest.to_json()]
         for path in settings_.lake_dir.rglob("*"):
@@ -411,3 +438,56 @@ def test_orders_adapter_accounts_for_every_record(
 ) -> None:
     name, text, delimiter = file
     _check("orders", name, text, encoding, delimiter)
+
+
+# Every JSON path a layout of the source reads, and where its pages hold their records.
+def _layout_paths(source: str) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    paths = {c for layout in layouts.layouts(source) for c in layout.columns}
+    top = sorted({p.split(".")[0] for p in paths})
+    nested: dict[str, list[str]] = {}
+    for path in paths:
+        if "." in path:
+            outer, inner = path.split(".", 1)
+            nested.setdefault(outer, []).append(inner)
+    pages = sorted({x.records for x in layouts.layouts(source) if x.records})
+    return top, nested, pages
+
+
+def vendor_files(source: str):
+    """(text, page) of a JSON file over the fields of all the source's layouts: either
+    records (lines or a document), or pages of an API's response, one a line or one
+    pretty-printed, the first line always a page (the file is told a page by it) and
+    any hostile line after it."""
+    top, nested, pages = _layout_paths(source)
+    objects = records(top, nested)
+
+    def paged(path: str):
+        page = st.fixed_dictionaries(
+            {path: st.one_of(st.lists(objects, max_size=4), st.lists(values, max_size=2))},
+            optional={"nextPageToken": texts, "resultsTotal": st.integers(0, 9)},
+        )
+        lines = json_lines(st.one_of(page, objects), arrays=True)
+        one_a_line = st.tuples(page.map(json.dumps), lines).map(lambda t: "\n".join(t))
+        pretty = page.map(lambda p: json.dumps(p, indent=2))
+        return st.one_of(one_a_line, pretty).map(lambda text: (text, path))
+
+    plain = st.one_of(json_lines(objects, arrays=True), json_documents(objects))
+    return st.one_of(plain.map(lambda text: (text, None)), st.sampled_from(pages).flatmap(paged))
+
+
+@FUZZ
+@given(vendor_files("reviews"), encodings)
+def test_review_layouts_account_for_every_record(
+    file: tuple[str, str | None], encoding: str
+) -> None:
+    text, page = file
+    _check("reviews", "vendor.json", text, encoding, page=page)
+
+
+@FUZZ
+@given(vendor_files("social"), encodings)
+def test_social_layouts_account_for_every_record(
+    file: tuple[str, str | None], encoding: str
+) -> None:
+    text, page = file
+    _check("social", "vendor.json", text, encoding, page=page)

@@ -4,6 +4,7 @@ by the layout engine)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -775,3 +776,147 @@ def test_a_json_document_picks_its_layout_by_its_first_record(workspace, indent)
     events = lake_events(workspace, "reviews").sort("native_id")
     assert events["native_id"].to_list() == ["7001", "7002"]
     assert events["rating"].to_list() == [4, 2]
+
+
+def _one_line_array(records: list[dict]) -> str:
+    return json.dumps(records)
+
+
+def _pretty_array(records: list[dict]) -> str:
+    return json.dumps(records, indent=2) + "\n"
+
+
+@pytest.mark.parametrize("shape", [_one_line_array, _pretty_array])
+@pytest.mark.parametrize("name", ["reviews.json", "reviews.JSON.gz", "reviews"])
+def test_a_json_array_file_of_any_name_lands_each_record(workspace, shape, name) -> None:
+    # An API page saved as .json (an array on one line, or pretty-printed), gzipped or
+    # named without an extension: each element is a review, none is lost or merged.
+    records = [
+        {
+            "id": 8000 + n,
+            "score": n,
+            "content": f"text {n}",
+            "created_at": "2026-10-05T06:00:00Z",
+            "email": f"buyer{n}@mail.example",
+        }
+        for n in (1, 3, 5)
+    ]
+    body = shape(records).encode()
+    land(workspace, "reviews", DAY, name, gzip.compress(body) if name.endswith("gz") else body)
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted, m.quarantined, m.skipped) == (3, 3, 0, [])
+    events = lake_events(workspace, "reviews").sort("native_id")
+    assert events["native_id"].to_list() == ["8001", "8003", "8005"]
+    assert events["rating"].to_list() == [1, 3, 5]
+    assert events["email_sha256"].to_list() == [
+        sha(f"test-saltbuyer{n}@mail.example") for n in (1, 3, 5)
+    ]
+
+
+def test_a_one_line_array_keeps_each_bad_element_apart(workspace) -> None:
+    # One element of the array is broken: it alone is quarantined, under the line of
+    # the array, and the others land.
+    at = "2026-10-05T06:00:00Z"
+    records = [
+        {"id": 9001, "score": 4, "content": "ok", "created_at": at, "email": "a@mail.example"},
+        {"id": 9002, "score": 9, "content": "ok", "created_at": at, "email": "b@mail.example"},
+        {"id": 9003, "score": 2, "content": "no", "created_at": at, "email": "c@mail.example"},
+    ]
+    land(workspace, "reviews", DAY, "page.json", json.dumps(records))
+    m = ingest_one(workspace, "reviews", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (3, 2, {"rating_out_of_range": 1})
+    assert sorted(lake_events(workspace, "reviews")["native_id"]) == ["9001", "9003"]
+    [bad] = lake_quarantine(workspace, "reviews").iter_rows(named=True)
+    assert (bad["native_id"], bad["source_line"]) == ("9002", 1)
+
+
+def test_api_response_pages_are_read_record_by_record(workspace) -> None:
+    # Pages of the vendors' list endpoints saved as they came: the records sit in a list
+    # of the page beside its paging fields. One page a line, or one pretty-printed page.
+    google_page = {
+        "reviews": [
+            {
+                "reviewId": "g-p1",
+                "reviewer": {"displayName": "Ines"},
+                "starRating": "FOUR",
+                "createTime": "2026-10-05T09:00:00Z",
+            },
+            {
+                "reviewId": "g-p2",
+                "reviewer": {"displayName": "Tom"},
+                "starRating": "ONE",
+                "createTime": "2026-10-05T09:10:00Z",
+            },
+        ],
+        "averageRating": 2.5,
+        "totalReviewCount": 3,
+        "nextPageToken": "tok-2",
+    }
+    last_page = {
+        "reviews": [
+            {
+                "reviewId": "g-p3",
+                "reviewer": {"displayName": "Ada"},
+                "starRating": "SIX",
+                "createTime": "2026-10-05T09:20:00Z",
+            }
+        ],
+        "averageRating": 2.5,
+        "totalReviewCount": 3,
+    }
+    empty_page = {"averageRating": 2.5, "totalReviewCount": 3, "reviews": []}
+    land(workspace, "reviews", DAY, "google.jsonl", jsonl(google_page, last_page, empty_page))
+    bazaarvoice_page = {
+        "Limit": 2,
+        "Offset": 0,
+        "TotalResults": 1,
+        "HasErrors": False,
+        "Results": [
+            {
+                "Id": "bv-p1",
+                "AuthorId": "cust-8",
+                "Rating": 5,
+                "SubmissionTime": "2026-10-05T10:00:00.000+00:00",
+            }
+        ],
+    }
+    land(workspace, "reviews", DAY, "bv-page.json", json.dumps(bazaarvoice_page, indent=2))
+    m = ingest_one(workspace, "reviews", D)
+    # Four records in three pages (and one empty page): the pages are not records.
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (4, 3, {"rating_out_of_range": 1})
+    notes = {f.file.rsplit("/", 1)[-1]: f.note for f in m.files}
+    assert notes == {
+        "bv-page.json": "read as one JSON document, not line by line; read with the "
+        "bazaarvoice layout; read as pages of an API's response (the records in 'Results')",
+        "google.jsonl": "read with the google_business_profile layout; read as pages of an "
+        "API's response (the records in 'reviews')",
+    }
+    events = by_id(lake_events(workspace, "reviews"))
+    assert {k: v["rating"] for k, v in events.items()} == {"g-p1": 4, "g-p2": 1, "bv-p1": 5}
+    assert {k: v["source_line"] for k, v in events.items()} == {"g-p1": 1, "g-p2": 1, "bv-p1": 1}
+    assert events["bv-p1"]["user_id"] == "cust-8"
+    [bad] = lake_quarantine(workspace, "reviews").iter_rows(named=True)
+    assert (bad["native_id"], bad["source_line"]) == ("g-p3", 2)
+
+
+def test_a_page_is_held_to_the_record_limit_record_by_record(workspace) -> None:
+    # A page far over CJM_MAX_LINE_BYTES is read; only its one oversized record is not.
+    mentions = [
+        {
+            "resourceId": f"bw-{n}",
+            "date": "2026-10-05T07:45:10.000+0000",
+            "author": f"fan{n}",
+            "fullText": "x" * 600,
+            "pageType": "twitter",
+            "threadEntryType": "post",
+        }
+        for n in range(40)
+    ]
+    mentions[7]["fullText"] = "y" * 5000
+    page = {"resultsTotal": 40, "resultsPage": 0, "resultsPageSize": 40, "results": mentions}
+    land(workspace, "social", DAY, "mentions.json", json.dumps(page))
+    settings = workspace.model_copy(update={"max_line_bytes": 4096})
+    m = ingest_one(settings, "social", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (40, 39, {"record_too_large": 1})
+    [bad] = lake_quarantine(settings, "social").iter_rows(named=True)
+    assert bad["source_line"] == 1 and bad["reason"] == "record_too_large"

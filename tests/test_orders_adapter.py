@@ -550,3 +550,19 @@ def test_orders_parse_in_a_single_threaded_worker(tmp_path) -> None:
     assert read == len(orders)
     assert accepted + quarantined == read
     assert events > accepted
+
+
+def test_an_orders_page_saved_as_a_json_array(workspace: Settings) -> None:
+    # Saved as .json and pretty-printed, one order per line: each element is an order.
+    orders = [json.loads(_order("o-a1", "created")), json.loads(_order("o-a2", "canceled"))]
+    pretty = "[\n" + ",\n".join(json.dumps(o) for o in orders) + "\n]\n"
+    land(workspace, "orders", "2026-10-05", "orders-page-1.json", pretty)
+    # On one line, an order's events could not be counted back to their element: the
+    # line is quarantined, saying how to write it.
+    land(workspace, "orders", "2026-10-05", "orders-page-2.json", json.dumps(orders))
+    m = ingest_one(workspace, "orders", date(2026, 10, 5))
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (3, 2, {"wrong_type": 1})
+    assert {row["order_id"] for row in _events(workspace).values()} == {"o-a1", "o-a2"}
+    [bad] = lake_quarantine(workspace, "orders").iter_rows(named=True)
+    assert bad["source_file"].endswith("orders-page-2.json")
+    assert "a JSON array of 2 values, not one object" in bad["detail"]

@@ -300,3 +300,21 @@ def test_a_custom_event_is_classified_by_a_rule_that_names_it(
         "Size Guide Closed": ("custom", "unclassified", "site_product"),
         "Product Viewed": ("product_view", "consideration", "site_product"),
     }
+
+
+def test_a_batch_of_calls_saved_as_one_json_array_lands_each_call(workspace) -> None:
+    # A batch of calls saved as a .json file: one array on one line.
+    calls = [
+        json.loads(segment_call(messageId=f"m-{n}", event=name))
+        for n, name in enumerate(["Product Viewed", "Wishlist Shared", "Order Completed"])
+    ]
+    land(workspace, "web", DAY, "batch.json", json.dumps(calls))
+    m = ingest_one(workspace, "web", D)
+    assert (m.read, m.accepted, m.quarantined) == (3, 3, 0)
+    events = lake_events(workspace, "web").sort("native_id")
+    assert events["native_event"].to_list() == [
+        "Product Viewed",
+        "Wishlist Shared",
+        "Order Completed",
+    ]
+    assert events["event_type"].to_list() == ["product_view", "custom", "order_completed"]

@@ -13,11 +13,11 @@ import polars as pl
 
 from transforms import pii
 from transforms.common import AdapterResult, BatchContext, Rule, make_safe, run_adapter
-from transforms.readers import ParsedFile, read_csv
+from transforms.readers import CSV_GLOBS, ParsedFile, read_csv
 from transforms.schema import CRM_POLICY, CRM_SCHEMA
 
 SOURCE = "crm"
-FILE_GLOBS = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz")
+FILE_GLOBS = CSV_GLOBS
 COLUMNS = ["user_id", "email", "social_handles", "created_at"]
 REQUIRED = ["user_id", "email"]
 PII_COLUMNS = ("email", "social_handles")

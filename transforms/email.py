@@ -35,10 +35,10 @@ from transforms.common import (
     vocabulary_rule,
 )
 from transforms.pii import normalise_email
-from transforms.readers import ParsedFile, read_jsonl
+from transforms.readers import JSON_GLOBS, ParsedFile, read_jsonl
 
 SOURCE = "email"
-FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
+FILE_GLOBS = JSON_GLOBS
 
 S = pl.String
 NATIVE_DTYPE = pl.Struct(

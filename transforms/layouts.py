@@ -10,7 +10,8 @@ Which layout reads a file:
 1. the one named in a ``_layout`` file of the source's landing folder
    (``landing/<source>/_layout``, one line: the layout's name), if there is one;
 2. otherwise the layout whose required columns the file's header (CSV) or first record
-   (JSON lines) holds; when several do, the most specific one (the most required
+   (JSON; the first record of the first page when the file holds pages of an API's
+   response, as a layout's ``records`` path says) holds; when several do, the most specific one (the most required
    columns, then the most columns present) wins;
 3. otherwise a CSV file is refused whole, with one message naming the closest layout
    and what it lacks; a JSON lines file is read with the project's own layout
@@ -59,6 +60,7 @@ from transforms.readers import (
     _open_regular,
     csv_delimiter,
     is_csv,
+    page_records,
     read_csv,
     read_jsonl,
     to_utf8,
@@ -163,6 +165,10 @@ class Layout:
     # volume, ratings and sentiment, but a format that always names its author is broken
     # when it does not.
     identity_required: bool = False
+    # Where a page of the vendor's API response holds its records (a dotted path to a
+    # list: ``reviews``, ``results``): a file of such pages, one a line or pretty-printed,
+    # is read record by record, as well as a file of the records themselves.
+    records: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -212,7 +218,7 @@ def _layout(source: str, path: Path, raw: object) -> Layout:
     where = f"layout {_shown(path)}"
     if not isinstance(raw, dict):
         raise LayoutError(f"{where} must be a mapping with name, required and fields")
-    unknown = set(raw) - {"name", "description", "required", "identity", "fields"}
+    unknown = set(raw) - {"name", "description", "required", "identity", "records", "fields"}
     if unknown:
         raise LayoutError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     name = raw.get("name") or path.stem
@@ -246,7 +252,12 @@ def _layout(source: str, path: Path, raw: object) -> Layout:
     identity = raw.get("identity", "optional")
     if identity not in ("required", "optional"):
         raise LayoutError(f"{where}: identity must be required or optional, not '{identity}'")
-    return Layout(name, source, _shown(path), tuple(required), specs, identity == "required")
+    records = raw.get("records")
+    if records is not None and (not isinstance(records, str) or not records.strip()):
+        raise LayoutError(f"{where}: records must be the path of the list in an API page")
+    return Layout(
+        name, source, _shown(path), tuple(required), specs, identity == "required", records
+    )
 
 
 def _spec(where: str, name: str, raw: object) -> Spec:
@@ -415,9 +426,20 @@ def _first_record(text: str) -> object:
     return record
 
 
-def _json_paths(text: str) -> set[str]:
-    """The dotted paths of the first record's keys (two levels deep)."""
+def _page(text: str, source: str) -> tuple[object, str | None]:
+    """The file's first record, and the path of the records' list when the file holds
+    pages of an API's response (as a layout of the source names it) rather than the
+    records themselves."""
     record = _first_record(text)
+    for path in dict.fromkeys(x.records for x in layouts(source) if x.records):
+        records = page_records(record, path)
+        if records is not None:
+            return (records[0] if records else None), path
+    return record, None
+
+
+def _json_paths(record: object) -> set[str]:
+    """The dotted paths of a record's keys (two levels deep)."""
     if not isinstance(record, dict):
         return set()
     paths = set(record)
@@ -437,7 +459,8 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
     # it is the same whichever layout the header then picks.
     known = {c for each in layouts(ctx.source) for c in each.columns}
     delimiter = csv_delimiter(text, known) if csv_file else ","
-    present = _csv_header(text, delimiter) if csv_file else _json_paths(text)
+    first, records_at = (None, None) if csv_file else _page(text, ctx.source)
+    present = _csv_header(text, delimiter) if csv_file else _json_paths(first)
     layout = choose(ctx.source, present, path, csv_file)
     if csv_file:
         rating = layout.fields.get("rating")
@@ -451,10 +474,18 @@ def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
             delimiter=delimiter,
         )
     else:
-        chunks = read_jsonl(path, ctx.limits, _json_dtype(layout.columns, layout.list_columns))
+        chunks = read_jsonl(
+            path,
+            ctx.limits,
+            _json_dtype(layout.columns, layout.list_columns),
+            split_arrays=True,
+            records_at=records_at,
+        )
     result = run_adapter(chunks, partial(_prepare, layout, not csv_file), ctx, path)
     if layout.name != OWN:
         result.notes.append(f"read with the {layout.name} layout")
+    if records_at is not None:
+        result.notes.append(f"read as pages of an API's response (the records in '{records_at}')")
     return result
 
 

@@ -39,11 +39,11 @@ from transforms.common import (
     to_canonical,
 )
 from transforms.pii import normalise_email
-from transforms.readers import ParsedFile, is_csv, read_csv, read_jsonl
+from transforms.readers import CSV_GLOBS, JSON_GLOBS, ParsedFile, is_csv, read_csv, read_jsonl
 from transforms.schema import UTC_TS
 
 SOURCE = "orders"
-FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz")
+FILE_GLOBS = JSON_GLOBS + CSV_GLOBS
 # One record makes several events: ingestion counts records (accepted, duplicates) by
 # these columns of the events, not by event.
 RECORD_KEY = ("source_file", "source_line")

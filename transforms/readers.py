@@ -230,6 +230,9 @@ def read_text(path: Path, limits: Limits) -> tuple[bytes, list[str]]:
 
 # What a landing file's name says of its format (after a final .gz, in lower case). A
 # .txt file says nothing: its content tells (``sniff``).
+# The names a source's landing files may have, by format (any case, optionally gzipped).
+JSON_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
+CSV_GLOBS = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz")
 NAMED_FORMATS = {
     ".jsonl": "json",
     ".ndjson": "json",
@@ -383,6 +386,17 @@ def _classify_json_line(
     value, problem = _json_loads(raw)
     if problem:
         return None, "invalid_json", problem
+    if isinstance(value, list):
+        # Only where a record makes several events (orders): elements sharing a line
+        # could not be told apart when their events are counted back to records.
+        return (
+            None,
+            "wrong_type",
+            (
+                f"the line holds a JSON array of {len(value):,} values, not one object: write "
+                "one record per line (JSON lines), or pretty-print the array, one record per line"
+            ),
+        )
     if not isinstance(value, dict):
         return None, "wrong_type", f"the record is a JSON {type(value).__name__}, not an object"
     if normalize is not None:
@@ -415,6 +429,41 @@ def _split_arrays(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([frame.filter(~is_array), exploded]).sort("_line", maintain_order=True)
 
 
+def page_records(value: object, path: str) -> list | None:
+    """The list of records at ``path`` (dotted) in a page of an API's response, or None
+    when the value is not such a page."""
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value if isinstance(value, list) else None
+
+
+def _unwrap_pages(frame: pl.DataFrame, path: str) -> pl.DataFrame:
+    """Lines that are pages holding their records at ``path`` become the JSON array of
+    those records (split by ``_split_arrays``); a page with no records is dropped. Any
+    other line is left as it is."""
+    first_key = json.dumps(path.split(".")[0])
+    maybe = pl.col("_shaped") & pl.col("_raw").str.contains(first_key, literal=True)
+    pages = frame.filter(maybe)
+    if pages.height == 0:
+        return frame
+    lines: list[int] = []
+    raws: list[str] = []
+    for line, raw in pages.select("_line", "_raw").iter_rows():
+        value, _ = _json_loads(raw)
+        records = page_records(value, path)
+        if records is None:
+            lines.append(line)
+            raws.append(raw)
+        elif records:
+            lines.append(line)
+            raws.append(json.dumps(records, ensure_ascii=False))
+    shaped = [r.startswith("{") for r in raws]
+    unwrapped = pl.DataFrame({"_line": lines, "_raw": raws, "_shaped": shaped}, schema=frame.schema)
+    return pl.concat([frame.filter(~maybe), unwrapped]).sort("_line", maintain_order=True)
+
+
 def _too_long(lines: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, list[Reject]]:
     """Split off the lines longer than the limit; they are rejected without being parsed."""
     long = pl.col("_raw").str.len_bytes() > limit
@@ -437,12 +486,17 @@ def read_jsonl(
     dtype: pl.Struct,
     normalize: Callable[[dict], dict] | None = None,
     split_arrays: bool = False,
+    records_at: str | None = None,
 ) -> Iterator[ParsedFile]:
     """Read a JSON lines file (optionally gzipped) in chunks; a line holds one object.
 
     A file that is one pretty-printed document is read as such (``_read_document``).
     With ``split_arrays`` a line may also hold an array of objects (a webhook POST
-    body), each becoming a record with that line's number. ``normalize`` is
+    body), each becoming a record with that line's number. With ``records_at`` (a
+    dotted path) a line or document may also be a page of an API's response holding
+    its records in a list at that path (``{"reviews": [...], "nextPageToken": ...}``):
+    each record of the list becomes a record at the page's line, the rest of the page
+    is dropped, and arrays are split as well. ``normalize`` is
     applied only to lines that failed the fast path, so that a format's legal
     variants (a SendGrid ``category`` given as a string instead of a list, say)
     are accepted without slowing down the common case.
@@ -451,7 +505,9 @@ def read_jsonl(
     document = _read_document(data) if _may_be_document(data) else None
     if document is not None:
         del data
-        yield from _document_chunks(document, limits, dtype, normalize, notes)
+        yield from _document_chunks(
+            document, limits, dtype, normalize, notes, split_arrays, records_at
+        )
         return
     data, rejects = _blank_invalid_utf8(data)
     stripped = pl.col("_raw").str.strip_chars()
@@ -463,19 +519,23 @@ def read_jsonl(
         .collect()
     )
     del data
-    lines, long = _too_long(lines, limits.max_line_bytes)
-    rejects += long
+    # A page of records is held to the line limit record by record, once unwrapped.
+    page_limit = limits.max_line_bytes if records_at is not None else None
+    if page_limit is None:
+        lines, long = _too_long(lines, limits.max_line_bytes)
+        rejects += long
     if lines.height == 0:
         yield ParsedFile(_empty_records(dtype), sorted(rejects, key=lambda r: r.line), notes)
         return
     for start in range(0, lines.height, CHUNK_RECORDS):
         chunk = lines.slice(start, CHUNK_RECORDS)
-        parsed = _parse_json_chunk(chunk, dtype, normalize, split_arrays)
+        parsed = _parse_json_chunk(chunk, dtype, normalize, split_arrays, records_at, page_limit)
         if start == 0:
             parsed.rejects = sorted(parsed.rejects + rejects, key=lambda r: r.line)
             parsed.notes = notes
-            # A line is a record, unless a line may hold an array of them.
-            parsed.records_in_file = None if split_arrays else lines.height + len(rejects)
+            # A line is a record, unless a line may hold an array (or a page) of them.
+            whole = not split_arrays and records_at is None
+            parsed.records_in_file = lines.height + len(rejects) if whole else None
         yield parsed
 
 
@@ -599,13 +659,19 @@ def _document_chunks(
     dtype: pl.Struct,
     normalize: Callable[[dict], dict] | None,
     notes: list[str],
+    split_arrays: bool = False,
+    records_at: str | None = None,
 ) -> Iterator[ParsedFile]:
-    """A document's records in chunks, through the same checks as JSON lines."""
+    """A document's records in chunks, through the same checks as JSON lines (a record
+    that is an array stands for its elements, as a line does, when arrays are split)."""
     records = pl.DataFrame(
         {"_line": document.lines, "_raw": document.raws},
         schema={"_line": pl.Int64, "_raw": pl.String},
     )
-    records, rejects = _too_long(records, limits.max_line_bytes)
+    page_limit = limits.max_line_bytes if records_at is not None else None
+    rejects = []
+    if page_limit is None:
+        records, rejects = _too_long(records, limits.max_line_bytes)
     rejects += document.rejects
     total = records.height + len(rejects)
     notes = [*notes, "read as one JSON document, not line by line"]
@@ -613,11 +679,13 @@ def _document_chunks(
         yield ParsedFile(_empty_records(dtype), sorted(rejects, key=lambda r: r.line), notes, total)
         return
     for start in range(0, records.height, CHUNK_RECORDS):
-        parsed = _parse_json_chunk(records.slice(start, CHUNK_RECORDS), dtype, normalize, False)
+        chunk = records.slice(start, CHUNK_RECORDS)
+        parsed = _parse_json_chunk(chunk, dtype, normalize, split_arrays, records_at, page_limit)
         if start == 0:
             parsed.rejects = sorted(parsed.rejects + rejects, key=lambda r: r.line)
             parsed.notes = notes
-            parsed.records_in_file = total
+            whole = not split_arrays and records_at is None
+            parsed.records_in_file = total if whole else None
         yield parsed
 
 
@@ -630,6 +698,8 @@ def _parse_json_chunk(
     dtype: pl.Struct,
     normalize: Callable[[dict], dict] | None,
     split_arrays: bool,
+    records_at: str | None = None,
+    record_limit: int | None = None,
 ) -> ParsedFile:
     stripped = pl.col("_raw").str.strip_chars()
     # A line that is not {...} cannot be a record: it goes straight to the slow path so
@@ -637,8 +707,13 @@ def _parse_json_chunk(
     frame = chunk.with_columns(
         (stripped.str.starts_with("{") & stripped.str.ends_with("}")).alias("_shaped")
     )
-    if split_arrays:
+    if records_at is not None:
+        frame = _unwrap_pages(frame, records_at)
+    if split_arrays or records_at is not None:
         frame = _split_arrays(frame)
+    long: list[Reject] = []
+    if record_limit is not None:
+        frame, long = _too_long(frame, record_limit)
     shaped = frame.filter("_shaped")
     misshapen = frame.filter(~pl.col("_shaped"))
     lines = shaped["_raw"]
@@ -652,7 +727,7 @@ def _parse_json_chunk(
     # The failures and the misshapen lines: name what is wrong, or accept the
     # line once the format's legal variants are normalised.
     slow = pl.concat([shaped[failed], misshapen]) if failed else misshapen
-    rejects: list[Reject] = []
+    rejects: list[Reject] = long
     repaired_rows: list[int] = []
     repaired: list[pl.Series] = []
     for row, (line, raw) in enumerate(slow.select("_line", "_raw").iter_rows()):

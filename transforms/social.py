@@ -9,9 +9,10 @@ from pathlib import Path
 
 from transforms import layouts
 from transforms.common import AdapterResult, BatchContext
+from transforms.readers import CSV_GLOBS, JSON_GLOBS
 
 SOURCE = "social"
-FILE_GLOBS = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz", "*.jsonl", "*.jsonl.gz")
+FILE_GLOBS = CSV_GLOBS + JSON_GLOBS
 # The project's own format.
 COLUMNS = layouts.own(SOURCE).columns
 REQUIRED = list(layouts.own(SOURCE).required)

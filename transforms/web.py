@@ -30,10 +30,10 @@ from transforms.common import (
     url_path,
 )
 from transforms.pii import normalise_email
-from transforms.readers import ParsedFile, read_jsonl
+from transforms.readers import JSON_GLOBS, ParsedFile, read_jsonl
 
 SOURCE = "web"
-FILE_GLOBS = ("*.jsonl", "*.jsonl.gz", "*.ndjson", "*.ndjson.gz", "*.json", "*.json.gz")
+FILE_GLOBS = JSON_GLOBS
 
 S = pl.String
 # Only the fields the canonical event uses: every extra field costs decode time on
@@ -184,7 +184,8 @@ CALL_TYPES: dict[str, str] = {
 
 
 def parse_file(path: Path, ctx: BatchContext) -> AdapterResult:
-    return run_adapter(read_jsonl(path, ctx.limits, NATIVE_DTYPE), _prepare, ctx, path)
+    chunks = read_jsonl(path, ctx.limits, NATIVE_DTYPE, split_arrays=True)
+    return run_adapter(chunks, _prepare, ctx, path)
 
 
 def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[Rule]]:
