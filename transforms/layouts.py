@@ -11,8 +11,8 @@ Which layout reads a file:
    (``landing/<source>/_layout``, one line: the layout's name), if there is one;
 2. otherwise the layout whose required columns the file's header (CSV) or first record
    (JSON; the first record of the first page when the file holds pages of an API's
-   response, as a layout's ``records`` path says) holds; when several do, the most specific one (the most required
-   columns, then the most columns present) wins;
+   response, as a layout's ``records`` path says) holds; when several do, the most
+   specific one (the most required columns, then the most columns present) wins;
 3. otherwise a CSV file is refused whole, with one message naming the closest layout
    and what it lacks; a JSON lines file is read with the project's own layout
    (``cjm``), whose rules then name what each record lacks.
