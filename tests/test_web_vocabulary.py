@@ -244,6 +244,18 @@ def test_a_custom_event_is_classified_by_a_rule_that_names_it(
         call("guide", "08:03", event="Size Guide Viewed"),
         call("closed", "08:04", event="Size Guide Closed"),
         call("product", "08:05", event="Product Viewed"),
+        # A review written on the site: the customer's own words, scored like a review.
+        call(
+            "review",
+            "08:09",
+            event="Product Reviewed",
+            properties={
+                "product_id": "sku-1",
+                "review_id": "r-1",
+                "review_body": "I love these boots, they are great and so comfortable",
+                "rating": 5,
+            },
+        ),
     ]
     land(workspace, "web", DAY, "segment.jsonl", "\n".join(lines) + "\n")
     ingest(workspace, [D], progress=quiet)
@@ -262,7 +274,14 @@ def test_a_custom_event_is_classified_by_a_rule_that_names_it(
         "Size Guide Viewed": ("custom", "unclassified", "unclassified"),
         "Size Guide Closed": ("custom", "unclassified", "unclassified"),
         "Product Viewed": ("product_view", "consideration", "site_product"),
+        "Product Reviewed": ("product_reviewed", "experience", "site_review_form"),
     }
+    with duckdb.connect(str(settings.build_path), read_only=True) as con:
+        scored = con.execute(
+            "select e.rating, s.language, s.scorer, s.sentiment_label from int_text_sentiment s "
+            "join fct_journey_events e using (event_id)"
+        ).fetchall()
+    assert scored == [(5, "en", "vader_en", "positive")]
 
     # An analyst names the custom event in the rule seeds; the seed change makes the
     # next build a full refresh, which re-classifies it.
@@ -299,6 +318,7 @@ def test_a_custom_event_is_classified_by_a_rule_that_names_it(
         "Size Guide Viewed": ("custom", "consideration", "site_product"),
         "Size Guide Closed": ("custom", "unclassified", "site_product"),
         "Product Viewed": ("product_view", "consideration", "site_product"),
+        "Product Reviewed": ("product_reviewed", "experience", "site_review_form"),
     }
 
 
@@ -318,3 +338,29 @@ def test_a_batch_of_calls_saved_as_one_json_array_lands_each_call(workspace) -> 
         "Order Completed",
     ]
     assert events["event_type"].to_list() == ["product_view", "custom", "order_completed"]
+
+
+def test_spec_reviews_and_email_events_keep_their_words_mark_and_channel(workspace) -> None:
+    lines = [
+        segment_call(
+            messageId="rev",
+            event="Product Reviewed",
+            properties={"review_id": "r-9", "review_body": "Too small", "rating": "2"},
+        ),
+        segment_call(
+            messageId="rev-bad",
+            event="Product Reviewed",
+            properties={"review_id": "r-10", "review_body": "Meh", "rating": 7},
+        ),
+        segment_call(messageId="mail", event="Email Link Clicked"),
+    ]
+    land(workspace, "web", DAY, "calls.jsonl", "\n".join(lines) + "\n")
+    m = ingest_one(workspace, "web", D)
+    assert (m.read, m.accepted, m.quarantined_by_reason) == (3, 2, {"rating_out_of_range": 1})
+    events = {row["native_id"]: row for row in lake_events(workspace, "web").iter_rows(named=True)}
+    review = events["rev"]
+    assert (review["text"], review["rating"], review["channel"]) == ("Too small", 2, "web")
+    assert json.loads(review["properties"])["review_id"] == "r-9"
+    assert (events["mail"]["event_type"], events["mail"]["channel"]) == ("email_clicked", "email")
+    [bad] = lake_quarantine(workspace, "web").iter_rows(named=True)
+    assert "properties.rating 7 is not a whole number from 1 to 5" in bad["detail"]

@@ -58,6 +58,10 @@ _PROPERTIES = pl.Struct(
         "total": S,
         "coupon": S,
         "step": S,
+        # Product Reviewed (e-commerce spec): the review's words, its mark and its id.
+        "review_body": S,
+        "rating": S,
+        "review_id": S,
     }
 )
 NATIVE_DTYPE = pl.Struct(
@@ -173,6 +177,8 @@ TRACK_EVENTS: dict[str, str] = {
     "Reviews Viewed": "review_page_view",
 }
 CUSTOM = "custom"
+# The canonical types of Segment's email spec events: their channel is email.
+EMAIL_TYPES = sorted({t for t in TRACK_EVENTS.values() if t.startswith("email_")})
 _TRACK_LOOKUP = {name.lower(): event_type for name, event_type in TRACK_EVENTS.items()}
 CALL_TYPES: dict[str, str] = {
     "page": "page_view",
@@ -230,7 +236,10 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             )
         ),
         order_id=pl.col("p_order_id"),
-        channel=pl.lit("web"),
+        # Segment's email spec events describe an email, as SendGrid's do.
+        channel=pl.when(track_name.replace_strict(_TRACK_LOOKUP, default="").is_in(EMAIL_TYPES))
+        .then(pl.lit("email"))
+        .otherwise(pl.lit("web")),
         url=url,
         path=fill_missing(
             pl.coalesce("p_path", pl.col("context_page").struct.field("path")), url_path, url
@@ -243,7 +252,10 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
         utm_content=fill_missing(campaign.struct.field("content"), url_param, url, "utm_content"),
         revenue=number(pl.coalesce("p_revenue", "p_total")),
         _revenue_text=pl.coalesce("p_revenue", "p_total"),
-        text=pl.col("p_query"),
+        # A site search's words, or a review written on the site: the customer's voice.
+        text=pl.coalesce("p_query", "p_review_body"),
+        _rating_text=pl.col("p_rating").str.strip_chars(),
+        rating=number(pl.col("p_rating")).cast(pl.Int8, strict=False),
         properties=json_object(
             title=pl.coalesce("p_title", pl.col("context_page").struct.field("title")),
             product_id="p_product_id",
@@ -254,9 +266,11 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             currency="p_currency",
             coupon="p_coupon",
             step="p_step",
+            review_id="p_review_id",
         ),
     ).with_columns(campaign=pl.col("utm_campaign"))
 
+    rating = number(pl.col("_rating_text"))
     rules = [
         missing_id_rule(pl.col("native_id"), "messageId", ctx),
         Rule(
@@ -270,6 +284,15 @@ def _prepare(parsed: ParsedFile, ctx: BatchContext) -> tuple[pl.DataFrame, list[
             pl.format(
                 "properties.revenue {} is not a finite number",
                 excerpt(pl.col("_revenue_text")),
+            ),
+        ),
+        Rule(
+            "rating_out_of_range",
+            pl.col("_rating_text").is_not_null()
+            & (rating.is_null() | (rating < 1) | (rating > 5) | (rating != rating.round())),
+            pl.format(
+                "properties.rating {} is not a whole number from 1 to 5",
+                excerpt(pl.col("_rating_text")),
             ),
         ),
         *timestamp_rules(pl.col("_ts_text"), pl.col("occurred_at"), ctx),
