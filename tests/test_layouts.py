@@ -603,6 +603,9 @@ def _times(spec: Spec, values: list[str]) -> list[datetime | None]:
             datetime(2026, 10, 5, 8, tzinfo=UTC),
         ),
         (Spec(format="rfc2822"), "05 Oct 2026 08:00:00 GMT", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+        # Seconds are optional; EDT, an obsolete zone name, is UTC-4.
+        (Spec(format="rfc2822"), "Mon, 5 Oct 2026 04:00 EDT", datetime(2026, 10, 5, 8, tzinfo=UTC)),
+        (Spec(format="rfc2822"), "5 Oct 2026 08:00 +0000", datetime(2026, 10, 5, 8, tzinfo=UTC)),
         (
             Spec(format="%d/%m/%Y %H:%M", zone="America/New_York"),
             "05/10/2026 04:00",

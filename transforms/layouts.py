@@ -100,6 +100,18 @@ OPTIONS = frozenset(
     }
 )
 TIME_FORMATS = frozenset({"iso8601", "date", "epoch_s", "epoch_ms", "epoch_us", "rfc2822"})
+# RFC 2822's obsolete zone names (section 4.3) and their offsets.
+RFC2822_ZONES = {
+    "(?:GMT|UTC?|Z)": "+0000",
+    "EST": "-0500",
+    "EDT": "-0400",
+    "CST": "-0600",
+    "CDT": "-0500",
+    "MST": "-0700",
+    "MDT": "-0600",
+    "PST": "-0800",
+    "PDT": "-0700",
+}
 EPOCH_UNITS = {"epoch_s": 1, "epoch_ms": 1_000, "epoch_us": 1_000_000}
 STAR_WORDS = {
     w: str(i)
@@ -598,10 +610,13 @@ def occurred_at(spec: Spec, text: pl.Expr) -> pl.Expr:
         day = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
         return _in_zone(day, spec.zone)
     if spec.format == "rfc2822":
-        # The weekday is optional and ignored; an obsolete zone name is UTC.
-        bare = text.str.replace(r"^[A-Za-z]{3},\s*", "").str.replace(r"\s+(GMT|UTC?|Z)$", " +0000")
-        return bare.str.to_datetime(
-            "%d %b %Y %H:%M:%S %z", strict=False, time_zone="UTC", time_unit="us"
+        # The weekday and the seconds are optional; an obsolete zone name is its offset.
+        bare = text.str.replace(r"^[A-Za-z]{3},\s*", "")
+        for name, offset in RFC2822_ZONES.items():
+            bare = bare.str.replace(rf"\s+{name}$", f" {offset}")
+        return pl.coalesce(
+            bare.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us")
+            for fmt in ("%d %b %Y %H:%M:%S %z", "%d %b %Y %H:%M %z")
         )
     if any(z in spec.format for z in ("%z", "%#z", "%:z")):
         return text.str.to_datetime(spec.format, strict=False, time_zone="UTC", time_unit="us")
