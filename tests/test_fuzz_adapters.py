@@ -184,7 +184,12 @@ def _blank(line: str) -> bool:
 
 
 def _records(
-    text: str, name: str, arrays: bool, delimiter: str = ",", page: str | None = None
+    text: str,
+    name: str,
+    arrays: bool,
+    delimiter: str = ",",
+    page: str | None = None,
+    broken: set[int] | None = None,
 ) -> int:
     """How many records a landing file holds, counted independently of the readers:
     a JSON line (or a document's value) is one record, an array as many as it holds
@@ -199,7 +204,12 @@ def _records(
         return document
     if not csv_file:
         lines = [line.rstrip("\r") for line in text.split("\n")]
-        return sum(_line_records(line, arrays, page) for line in lines if not _blank(line))
+        broken = broken or set()
+        return sum(
+            1 if n in broken else _line_records(line, arrays, page)
+            for n, line in enumerate(lines)
+            if not _blank(line)
+        )
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     if not rows:
         return 0
@@ -324,7 +334,16 @@ def _check(
             # Counted here without the code under test: every record read is accounted for.
             # Every JSON source but orders splits arrays (an order's events are counted
             # back to their record by its line).
-            expected = _records(seen, name, source != "orders", delimiter, page)
+            # A line that is not UTF-8 is one record (quarantined as invalid_utf8), even
+            # where its replacement-decoded text reads as a page or an array.
+            broken = set()
+            if _decoding(encoding)[0] == "utf-8":
+                for n, line in enumerate(raw.split(b"\n")):
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        broken.add(n)
+            expected = _records(seen, name, source != "orders", delimiter, page, broken)
             assert count.read == expected, (count, seen[:300])
         written = [manifest.to_json()]
         for path in settings_.lake_dir.rglob("*"):
