@@ -43,6 +43,7 @@ def _funnel_only(where: str) -> str:
 
 TOP_ACTIONS = 5
 TOP_TOUCHPOINTS = 6
+TOP_DRIVERS = 2  # significant drivers of a drop shown per stage
 TOP_OPPORTUNITIES = 8
 TOP_VARIANTS = 10
 TOP_DEVIATIONS = 10
@@ -196,6 +197,13 @@ class _Reader:
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def has_table(self, name: str) -> bool:
+        return bool(
+            self.con.execute(
+                "select count(*) from information_schema.tables where table_name = ?", [name]
+            ).fetchall()[0][0]
+        )
+
     def label(self, node: str | None) -> str | None:
         return self.names.get(node, node) if node is not None else None
 
@@ -257,6 +265,7 @@ class _Reader:
         emotion = self.emotion(where, params)
         actions = self.actions(where, params)
         opportunities = self.opportunities(touchpoints, post_purchase)
+        drivers = self.drivers(persona)
         stage_views = []
         for stage in stages:
             name = stage["stage"]
@@ -289,6 +298,11 @@ class _Reader:
                 }
             )
         _pain_points(stage_views, touchpoints, emotion, post_purchase, self.return_window_days)
+        for view in stage_views:
+            view["pain_points"] += [
+                _driver_point(d, self.names, view["stage"] in post_purchase)
+                for d in drivers.get(view["stage"], [])[:TOP_DRIVERS]
+            ]
         # The header counts every journey, and states whose they are: the funnel counts
         # known and anonymous journeys; unlinked voices and unclassified journeys are
         # counted here so nothing vanishes. An unattributed record (no identifier at all)
@@ -326,6 +340,22 @@ class _Reader:
             "opportunities": opportunities,
             "dropoff_over_time": self.dropoff_over_time(where, params),
         }
+
+    def drivers(self, persona: str) -> dict[str, list[dict[str, Any]]]:
+        """Per stage, the significant factors that make a drop more likely, strongest
+        first (agg_dropoff_drivers; an older snapshot without it has none)."""
+        if not self.has_table("agg_dropoff_drivers"):
+            return {}
+        rows = self.rows(
+            "select stage, factor, level, journeys_with, dropped_with, lift, q_value "
+            "from agg_dropoff_drivers where persona_scope = ? and is_significant "
+            "and direction = 'more_drop' order by stage_order, rank_in_stage",
+            ["all" if persona == ALL else persona],
+        )
+        by_stage: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_stage.setdefault(row["stage"], []).append(row)
+        return by_stage
 
     def touchpoints(
         self, where: str, params: list[Any], post_purchase: set[str]
@@ -676,6 +706,53 @@ def _pain_points(
             )
 
 
+# How a driver reads: the journeys that had the factor, in words.
+DRIVER_WORDS = {
+    "touchpoint": "journeys that touched {level} at this stage",
+    "first_touch_channel": "journeys that came in through {level}",
+    "persona": "journeys of {level} customers",
+    "campaign": "journeys from the {level} campaign",
+    "platform": "journeys first seen on {level}",
+    "sessions": "journeys with {level} session(s) so far",
+    "time_at_stage": "journeys that spent {level} at this stage",
+    "low_rating": "journeys whose customer gave a rating of 1 or 2",
+    "reviews_read": "journeys that read reviews on the site",
+    "negative_voice": "journeys whose customer wrote something negative",
+}
+EMAIL_PROBLEMS = {
+    "bounce": "journeys whose customer's email bounced",
+    "unsubscribe": "journeys whose customer unsubscribed",
+    "spam_report": "journeys whose customer reported an email as spam",
+}
+
+
+def _driver_point(d: dict[str, Any], names: dict[str, str], after_order: bool) -> dict[str, Any]:
+    """A significant driver of a drop as a pain point, in words: "journeys that touched
+    Cart at this stage dropped 2.4x as often as the others (312 journeys,
+    adjusted p < 0.001)"."""
+    level = str(d["level"])
+    if d["factor"] == "email_problem":
+        who = EMAIL_PROBLEMS.get(level, f"journeys with an email {level}")
+    elif d["factor"] == "campaign" and level == "none":
+        who = "journeys with no campaign"
+    else:
+        shown = names.get(level, level) if d["factor"] == "touchpoint" else level
+        who = DRIVER_WORDS.get(d["factor"], "journeys with {level}").format(
+            level=shown.replace("_", " ")
+        )
+    verb = "lapsed" if after_order else "dropped"
+    q = float(d["q_value"])
+    p_text = "adjusted p < 0.001" if q < 0.001 else f"adjusted p = {q:.3f}"
+    return {
+        "kind": "driver",
+        "text": f"{who} {verb} {float(d['lift']):.1f}x as often as the others "
+        f"({int(d['journeys_with']):,} journeys, {p_text})",
+        "value": float(d["lift"]),
+        "factor": d["factor"],
+        "level": level,
+    }
+
+
 def _rate(numerator: Any, denominator: Any) -> float | None:
     if not denominator:
         return None
@@ -710,6 +787,20 @@ def summary_text(data: dict[str, Any], persona: str | None = None) -> str:
         )
     lines += ["", "where journeys are lost:"]
     lines += [f"  {o['rank']}. {o['text']}" for o in view["opportunities"][:3]] or ["  none"]
+    drivers = [
+        (s["stage"], p["text"])
+        for s in view["stages"]
+        for p in s["pain_points"]
+        if p["kind"] == "driver"
+    ]
+    lines += ["", "why (the strongest significant driver of each stage's drop):"]
+    seen: set[str] = set()
+    for stage, text in drivers:
+        if stage not in seen:
+            seen.add(stage)
+            lines.append(f"  {stage}: {text}")
+    if not seen:
+        lines.append("  none significant")
     attribution = data["attribution"]["channel"]
     if attribution:
         lines.append("")

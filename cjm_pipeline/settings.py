@@ -33,6 +33,7 @@ MARTS: tuple[str, ...] = (
     "agg_stage_funnel",
     "agg_journey_populations",
     "agg_touchpoint_dropoff",
+    "agg_dropoff_drivers",
     "agg_stage_actions",
     "agg_stage_sentiment",
     "agg_text_languages",

@@ -514,12 +514,19 @@
     );
   }
 
-  const PAIN_ICONS = { drop_off: "↘", exit: "⇥", low_rating: "★", negative_sentiment: "☹" };
+  const PAIN_ICONS = {
+    drop_off: "↘",
+    exit: "⇥",
+    low_rating: "★",
+    negative_sentiment: "☹",
+    driver: "⚑",
+  };
 
   function painValue(kind, value) {
     if (num(value) === null) return "";
     if (kind === "low_rating") return `★ ${fmtOne(value)}`;
     if (kind === "negative_sentiment") return fmtSigned(value);
+    if (kind === "driver") return `×${fmtOne(value)}`;
     return fmtPct(value);
   }
 
