@@ -44,6 +44,10 @@ def _funnel_only(where: str) -> str:
 TOP_ACTIONS = 5
 TOP_TOUCHPOINTS = 6
 TOP_DRIVERS = 2  # significant drivers of a drop shown per stage
+# Factors the map does not show as reasons (the mart keeps them): how long a journey
+# stayed and how many sessions it had partly are how its drop is defined (a journey that
+# stops early has a short stay), not why it stopped.
+UNSHOWN_DRIVERS = ("time_at_stage", "sessions")
 TOP_OPPORTUNITIES = 8
 TOP_VARIANTS = 10
 TOP_DEVIATIONS = 10
@@ -266,6 +270,7 @@ class _Reader:
         actions = self.actions(where, params)
         opportunities = self.opportunities(touchpoints, post_purchase)
         drivers = self.drivers(persona)
+        durations = self.durations(persona)
         stage_views = []
         for stage in stages:
             name = stage["stage"]
@@ -295,6 +300,7 @@ class _Reader:
                         "ratings": 0,
                     },
                     "pain_points": [],
+                    "time_to_next": durations.get(name),
                 }
             )
         _pain_points(stage_views, touchpoints, emotion, post_purchase, self.return_window_days)
@@ -333,8 +339,10 @@ class _Reader:
             ),
             params,
         )[0]
+        convert = durations.get("start")
         return {
             **{k: int(v or 0) for k, v in kpis.items()},
+            "time_to_convert": convert,
             "unclassified_in_funnel": int(unclassified.get("entered") or 0),
             "stages": stage_views,
             "opportunities": opportunities,
@@ -349,13 +357,43 @@ class _Reader:
         rows = self.rows(
             "select stage, factor, level, journeys_with, dropped_with, lift, q_value "
             "from agg_dropoff_drivers where persona_scope = ? and is_significant "
-            "and direction = 'more_drop' order by stage_order, rank_in_stage",
-            ["all" if persona == ALL else persona],
+            "and direction = 'more_drop' and not list_contains(?, factor) "
+            "order by stage_order, rank_in_stage",
+            ["all" if persona == ALL else persona, list(UNSHOWN_DRIVERS)],
         )
         by_stage: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_stage.setdefault(row["stage"], []).append(row)
         return by_stage
+
+    def durations(self, persona: str) -> dict[str, dict[str, Any]]:
+        """Per stage the step will start from (and 'start' for the time to convert): the
+        journeys that made it, its histogram buckets and percentiles (agg_stage_durations;
+        none from an older snapshot without it)."""
+        if not self.has_table("agg_stage_durations"):
+            return {}
+        rows = self.rows(
+            "select from_stage, to_stage, bucket, journeys_in_bucket, journeys, "
+            "median_hours, p90_hours from agg_stage_durations where persona_scope = ? "
+            "order by from_stage, bucket_order",
+            ["all" if persona == ALL else persona],
+        )
+        steps: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            step = steps.setdefault(
+                row["from_stage"],
+                {
+                    "to_stage": row["to_stage"],
+                    "journeys": int(row["journeys"]),
+                    "median_hours": row["median_hours"],
+                    "p90_hours": row["p90_hours"],
+                    "buckets": [],
+                },
+            )
+            step["buckets"].append(
+                {"bucket": row["bucket"], "journeys": int(row["journeys_in_bucket"])}
+            )
+        return steps
 
     def touchpoints(
         self, where: str, params: list[Any], post_purchase: set[str]
@@ -717,6 +755,7 @@ DRIVER_WORDS = {
     "time_at_stage": "journeys that spent {level} at this stage",
     "low_rating": "journeys whose customer gave a rating of 1 or 2",
     "reviews_read": "journeys that read reviews on the site",
+    "late_delivery": "journeys with an order delivered after its estimated date",
     "negative_voice": "journeys whose customer wrote something negative",
 }
 EMAIL_PROBLEMS = {
@@ -753,6 +792,24 @@ def _driver_point(d: dict[str, Any], names: dict[str, str], after_order: bool) -
     }
 
 
+def _hours(value: Any) -> str:
+    if value is None:
+        return "-"
+    hours = float(value)
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _convert_line(step: dict[str, Any] | None) -> str:
+    if not step or not step["journeys"]:
+        return "time to convert: no journey converted"
+    return (
+        f"time to convert: median {_hours(step['median_hours'])}, 90% within "
+        f"{_hours(step['p90_hours'])} ({step['journeys']:,} journeys that ordered)"
+    )
+
+
 def _rate(numerator: Any, denominator: Any) -> float | None:
     if not denominator:
         return None
@@ -774,6 +831,7 @@ def summary_text(data: dict[str, Any], persona: str | None = None) -> str:
         f"customers {view['customers']:,}  journeys {view['journeys']:,}  "
         f"converted {view['converted']:,}  dropped {view['dropped']:,}  "
         f"in progress {view['in_progress']:,}",
+        _convert_line(view.get("time_to_convert")),
         "",
         f"{'stage':<14}{'entered':>9}{'advanced':>10}{'dropped':>9}{'drop-off':>10}"
         f"{'sentiment':>11}",

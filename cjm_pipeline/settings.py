@@ -34,6 +34,7 @@ MARTS: tuple[str, ...] = (
     "agg_journey_populations",
     "agg_touchpoint_dropoff",
     "agg_dropoff_drivers",
+    "agg_stage_durations",
     "agg_stage_actions",
     "agg_stage_sentiment",
     "agg_text_languages",
@@ -141,6 +142,19 @@ class Settings(BaseSettings):
     )
     attribution_half_life_days: float = Field(
         7.0, gt=0, description="Half-life of the time-decay attribution model, in days."
+    )
+    driver_min_journeys: int = Field(
+        30,
+        ge=1,
+        description="A drop-off driver is tested only when the journeys with the factor and "
+        "those without it number at least this many each (agg_dropoff_drivers).",
+    )
+    driver_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="A drop-off driver is significant when its Benjamini-Hochberg q-value is "
+        "below this.",
     )
     duckdb_memory_limit: str = Field(
         "3GB",

@@ -323,3 +323,49 @@ def test_each_scored_language_reads_good_reviews_above_bad_ones(served) -> None:
         (good, n_good), (bad, n_bad) = means[(language, True)], means[(language, False)]
         assert n_good >= 5 and n_bad >= 3, (language, n_good, n_bad)
         assert good > bad + 0.2, (language, good, bad)
+
+
+def test_the_planted_reasons_for_lapsing_are_found(truth, served) -> None:
+    """The generator makes buyers of a late order rate it lower, and a low rating rarely
+    comes with a recommendation (the marketplace's loyalty signal): both must come out
+    as significant drivers of lapsing. The low-rating table is also counted from the
+    truth: a lapsed journey with a rating of 1 or 2 for one of its orders ever, a
+    retained one with such a rating before its first signal in the window."""
+    signals: dict[str, list[datetime]] = defaultdict(list)
+    for order in truth["orders"]:
+        signals[order["customer_id"]].append(_naive(order["purchased_at"]))
+    for review in truth["reviews"]:
+        if review["recommended"] and review["order_id"] in truth["customer_of"]:
+            customer = truth["customer_of"][review["order_id"]]
+            signals[customer].append(_naive(review["created_at"]))
+    low_reviews: dict[int, list[datetime]] = defaultdict(list)
+    for review in truth["reviews"]:
+        if review["rating"] <= 2 and review["order_id"] in truth["journey_of"]:
+            low_reviews[truth["journey_of"][review["order_id"]]].append(
+                _naive(review["created_at"])
+            )
+    cells = {"dropped_with": 0, "advanced_with": 0, "dropped_without": 0, "advanced_without": 0}
+    for index, journey in enumerate(truth["journeys"]):
+        if journey["outcome"] == "in_window":
+            continue
+        start = journey["first_order_at"]
+        if journey["outcome"] == "retained":
+            bound = min(
+                t for t in signals[journey["customer"]] if start < t <= start + RETURN_WINDOW
+            )
+        else:
+            bound = datetime.max
+        low = any(t < bound for t in low_reviews[index])
+        side = "dropped" if journey["outcome"] == "lapsed" else "advanced"
+        cells[f"{side}_{'with' if low else 'without'}"] += 1
+    rows = served.sql(
+        "select factor, level, dropped_with, advanced_with, dropped_without, advanced_without, "
+        "lift, is_significant, direction from agg_dropoff_drivers "
+        "where persona_scope = 'all' and stage = 'experience'"
+    ).fetchall()
+    found = {(r[0], r[1]): r for r in rows}
+    low = found[("low_rating", "given")]
+    assert dict(zip(cells, low[2:6], strict=True)) == cells
+    assert (low[7], low[8]) == (True, "more_drop")
+    late = found[("late_delivery", "yes")]
+    assert (late[7], late[8]) == (True, "more_drop")

@@ -303,3 +303,44 @@ def test_report_and_summary_commands(published: Settings) -> None:
         line = next(x for x in summary.output.splitlines() if x.startswith(stage))
         entered, _, dropped = line.split()[1:4]
         assert (number(entered), number(dropped)) == funnel[stage]
+
+
+def test_report_shows_times_to_the_next_stage_and_the_drivers(
+    published: Settings, open_page
+) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    opened = open_page(path)
+    page = opened.page
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        buckets = [
+            r[0]
+            for r in con.execute(
+                "select journeys_in_bucket from agg_stage_durations where persona_scope = 'all' "
+                "and from_stage = 'discovery' order by bucket_order"
+            ).fetchall()
+        ]
+        advanced = scalar(
+            con,
+            "select count(*) from fct_journeys where population in ('known', 'anonymous') "
+            "and consideration_entered_at is not null",
+        )
+        drivers = con.execute(
+            "select stage, journeys_with from agg_dropoff_drivers where persona_scope = 'all' "
+            "and is_significant and direction = 'more_drop' "
+            "and factor not in ('time_at_stage', 'sessions') order by stage_order, rank_in_stage"
+        ).fetchall()
+    # The histogram's bars are the mart's buckets, which hold every journey that
+    # went on from discovery (counted here from the journeys).
+    bars = page.locator('[data-stage="discovery"] .cell-time .histogram-bar')
+    shown = [int(bars.nth(i).get_attribute("data-journeys")) for i in range(bars.count())]
+    assert shown == buckets and len(shown) == 9
+    assert sum(shown) == advanced
+    # The strongest driver of each stage is a pain point there, in words (the sample
+    # has some: its personas drop at different rates).
+    assert drivers
+    for stage, journeys in {s: j for s, j in reversed(drivers)}.items():
+        pains = page.locator(f'[data-stage="{stage}"] .cell-pain li[data-kind="driver"]')
+        assert pains.count() >= 1
+        assert f"({journeys:,} journeys, adjusted p" in pains.first.inner_text()
+    assert opened.errors == []
+    assert opened.requests == []

@@ -281,6 +281,7 @@
   const LANES = [
     { id: "header", label: "Stage" },
     { id: "entering", label: "Customers entering", hint: "journeys reaching the stage" },
+    { id: "time", label: "Time to next stage", hint: "journeys that advanced, by time taken" },
     { id: "actions", label: "What customers do", hint: "top actions, by journeys" },
     { id: "touchpoints", label: "Touchpoints", hint: "journeys · exit rate" },
     { id: "feel", label: "How they feel", hint: "average sentiment (−1 to +1) and rating" },
@@ -325,6 +326,7 @@
           },
           headerCell(stage, i),
           enteringCell(id, row),
+          timeCell(row),
           actionsCell(row),
           touchpointsCell(row),
           feelCell(row),
@@ -425,6 +427,55 @@
             { class: "rate-bar", title: `Drop-off rate ${fmtPct(rate)}` },
             h("span", { style: { width: `${Math.min(100, Math.max(0, rate * 100))}%` } }),
           ),
+    );
+  }
+
+  // A duration in hours as minutes, hours or days, whichever reads best.
+  function fmtDuration(hours) {
+    const v = num(hours);
+    if (v === null) return DASH;
+    if (v < 1) return `${fmtInt(Math.round(v * 60))} min`;
+    if (v < 48) return `${fmtOne(v)} h`;
+    return `${fmtOne(v / 24)} days`;
+  }
+
+  function timeCell(row) {
+    const step = row && row.time_to_next;
+    if (!step || !num(step.journeys)) return cell("time", h("p", { class: "no-data" }, "No step."));
+    const buckets = list(step.buckets);
+    const most = Math.max(1, ...buckets.map((b) => num(b.journeys) || 0));
+    return cell(
+      "time",
+      h(
+        "div",
+        {
+          class: "histogram",
+          role: "img",
+          "aria-label": `Time to ${str(step.to_stage)}: ${buckets
+            .map((b) => `${str(b.bucket)} ${fmtInt(b.journeys)}`)
+            .join(", ")}`,
+        },
+        buckets.map((b) =>
+          h("span", {
+            class: "histogram-bar",
+            title: `${str(b.bucket)}: ${fmtInt(b.journeys)} journeys`,
+            "data-journeys": String(num(b.journeys) || 0),
+            style: { height: `${Math.round(((num(b.journeys) || 0) / most) * 100)}%` },
+          }),
+        ),
+      ),
+      h(
+        "div",
+        { class: "histogram-axis" },
+        h("span", {}, "< 1 min"),
+        h("span", {}, "30+ days"),
+      ),
+      h(
+        "p",
+        { class: "histogram-caption" },
+        `median ${fmtDuration(step.median_hours)} · 90% within ${fmtDuration(step.p90_hours)} · `,
+        `${fmtInt(step.journeys)} journeys`,
+      ),
     );
   }
 

@@ -16,6 +16,7 @@
 --   low_rating        it gave a rating of 1 or 2 ('given')
 --   reviews_read      it read reviews on the site ('yes')
 --   email_problem     an email to it bounced, or it unsubscribed or reported spam
+--   late_delivery     an order of it was delivered after its estimated date (orders)
 --   negative_voice    it said something negative (int_text_sentiment)
 -- Scope 'all' counts every journey; each persona is a scope of its own too (where the
 -- persona factor is left out).
@@ -40,6 +41,12 @@ customers as (
 
 sentiment as (
     select event_id, sentiment_label from {{ ref('int_text_sentiment') }}
+),
+
+late_deliveries as (
+    select distinct event_id from {{ ref('stg_orders__events') }}
+    where event_type = 'order_delivered'
+        and try_cast(json_extract_string(properties, '$.delivered_late') as boolean)
 ),
 
 at_stage as (
@@ -75,11 +82,13 @@ before_bound as (
         events.session_id,
         events.campaign,
         events.platform,
-        events.rating
+        events.rating,
+        late_deliveries.event_id is not null as delivered_late
     from at_stage
     inner join events
         on at_stage.journey_id = events.journey_id
         and events.occurred_at < at_stage.bound
+    left join late_deliveries on events.event_id = late_deliveries.event_id
 ),
 
 journey_facts as (
@@ -93,7 +102,8 @@ journey_facts as (
         bool_or(event_type = 'review_page_view') as reviews_read,
         bool_or(event_type = 'email_bounced') as bounced,
         bool_or(event_type = 'email_unsubscribed') as unsubscribed,
-        bool_or(event_type = 'email_spam_reported') as spam_reported
+        bool_or(event_type = 'email_spam_reported') as spam_reported,
+        bool_or(delivered_late) as delivered_late
     from before_bound
     group by journey_id, stage
 ),
@@ -160,6 +170,8 @@ factors as (
     select journey_id, stage, 'email_problem', 'unsubscribe' from journey_facts where unsubscribed
     union all
     select journey_id, stage, 'email_problem', 'spam_report' from journey_facts where spam_reported
+    union all
+    select journey_id, stage, 'late_delivery', 'yes' from journey_facts where delivered_late
     union all
     select journey_id, stage, 'negative_voice', 'yes' from negative
 ),

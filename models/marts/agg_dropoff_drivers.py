@@ -137,11 +137,21 @@ def drivers(counts: pd.DataFrame, min_journeys: int, alpha: float) -> pd.DataFra
     frame["direction"] = None
     frame.loc[frame["is_significant"] & (frame["lift"] > 1), "direction"] = "more_drop"
     frame.loc[frame["is_significant"] & (frame["lift"] < 1), "direction"] = "less_drop"
-    # The strongest drivers of a drop first: significant, then by lift, then by journeys.
+    # The strongest drivers of a drop first: significant, then by lift, then by journeys;
+    # ties by name, so that the rank is the same whatever order the rows came in.
     frame = frame.sort_values(
-        ["persona_scope", "stage_order", "is_significant", "lift", "journeys_with"],
-        ascending=[True, True, False, False, False],
+        [
+            "persona_scope",
+            "stage_order",
+            "is_significant",
+            "lift",
+            "journeys_with",
+            "factor",
+            "level",
+        ],
+        ascending=[True, True, False, False, False, True, True],
         na_position="last",
+        kind="mergesort",
     )
     frame["rank_in_stage"] = frame.groupby(["persona_scope", "stage"]).cumcount() + 1
     integer = [c for c in COLUMNS if c.startswith(("journeys_", "dropped_", "advanced_"))]
