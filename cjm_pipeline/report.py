@@ -304,11 +304,27 @@ class _Reader:
                 }
             )
         _pain_points(stage_views, touchpoints, emotion, post_purchase, self.return_window_days)
+        paths = self.dropoff_paths(persona)
+        recovery = self.checkout_recovery(persona)
         for view in stage_views:
             view["pain_points"] += [
                 _driver_point(d, self.names, view["stage"] in post_purchase)
                 for d in drivers.get(view["stage"], [])[:TOP_DRIVERS]
             ]
+            top = paths.get(view["stage"])
+            if top:
+                lost = "lapsed" if view["stage"] in post_purchase else "dropped"
+                view["pain_points"].append(
+                    {
+                        "kind": "last_steps",
+                        "text": f"most common last steps of journeys that {lost}: "
+                        + " → ".join(self.label(t) or t for t in top["last_steps"].split(" > "))
+                        + f" ({int(top['journeys']):,} journeys)",
+                        "value": float(top["share_of_dropped"]),
+                    }
+                )
+            if view["stage"] == "purchase" and recovery:
+                view["pain_points"].append(recovery)
         # The header counts every journey, and states whose they are: the funnel counts
         # known and anonymous journeys; unlinked voices and unclassified journeys are
         # counted here so nothing vanishes. An unattributed record (no identifier at all)
@@ -365,6 +381,54 @@ class _Reader:
         for row in rows:
             by_stage.setdefault(row["stage"], []).append(row)
         return by_stage
+
+    def dropoff_paths(self, persona: str) -> dict[str, dict[str, Any]]:
+        """Per stage, the most common last steps of the journeys that dropped there (a
+        real path: not '(no steps)' nor '(other paths)')."""
+        if not self.has_table("agg_dropoff_paths"):
+            return {}
+        rows = self.rows(
+            "select stage, last_steps, journeys, share_of_dropped from agg_dropoff_paths "
+            "where persona_scope = ? and path_rank <= 20 and last_steps != '(no steps)' "
+            "order by stage, path_rank",
+            ["all" if persona == ALL else persona],
+        )
+        top: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            top.setdefault(row["stage"], row)
+        return top
+
+    def checkout_recovery(self, persona: str) -> dict[str, Any] | None:
+        """What customers who left a checkout did next, as a pain point of purchase."""
+        if not self.has_table("agg_checkout_recovery"):
+            return None
+        rows = self.rows(
+            "select outcome, returned_through, time_to_order, abandoned_checkouts as n "
+            "from agg_checkout_recovery where persona_scope = ?",
+            ["all" if persona == ALL else persona],
+        )
+        total = sum(int(r["n"]) for r in rows)
+        if not total:
+            return None
+        by_outcome: dict[str, int] = {}
+        through: dict[str, int] = {}
+        delay: dict[str, int] = {}
+        for r in rows:
+            n = int(r["n"])
+            by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + n
+            if r["outcome"] == "ordered_later":
+                through[r["returned_through"]] = through.get(r["returned_through"], 0) + n
+                delay[r["time_to_order"]] = delay.get(r["time_to_order"], 0) + n
+        later = by_outcome.get("ordered_later", 0)
+        text = (
+            f"{total:,} checkouts left without an order: {_percent(later / total)} ordered "
+            f"later, {_percent(by_outcome.get('never', 0) / total)} never came back to order"
+        )
+        if through:
+            best = max(through, key=lambda k: (through[k], k))
+            when = max(delay, key=lambda k: (delay[k], k))
+            text += f"; most came back through {self.label(best)}, most often within {when}"
+        return {"kind": "recovery", "text": text, "value": later / total}
 
     def durations(self, persona: str) -> dict[str, dict[str, Any]]:
         """Per stage the step will start from (and 'start' for the time to convert): the

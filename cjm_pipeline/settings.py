@@ -35,6 +35,8 @@ MARTS: tuple[str, ...] = (
     "agg_touchpoint_dropoff",
     "agg_dropoff_drivers",
     "agg_stage_durations",
+    "agg_dropoff_paths",
+    "agg_checkout_recovery",
     "agg_stage_actions",
     "agg_stage_sentiment",
     "agg_text_languages",

@@ -342,5 +342,19 @@ def test_report_shows_times_to_the_next_stage_and_the_drivers(
         pains = page.locator(f'[data-stage="{stage}"] .cell-pain li[data-kind="driver"]')
         assert pains.count() >= 1
         assert f"({journeys:,} journeys, adjusted p" in pains.first.inner_text()
+    # Checkouts left without an order, counted here from the sessions' events.
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        left = scalar(
+            con,
+            "select count(*) from (select session_id from fct_journey_events e "
+            "join fct_journeys j using (journey_id) where j.population in "
+            "('known', 'anonymous') group by session_id having bool_or(e.event_type in "
+            "('checkout_started', 'checkout_step_viewed', 'checkout_step_completed', "
+            "'payment_info_entered')) and not bool_or(e.is_conversion))",
+        )
+    recovery = page.locator('[data-stage="purchase"] .cell-pain li[data-kind="recovery"]')
+    assert left > 0
+    assert f"\n{left:,} checkouts left without an order:" in recovery.inner_text()
+    assert page.locator('.cell-pain li[data-kind="last_steps"]').count() >= 2
     assert opened.errors == []
     assert opened.requests == []

@@ -571,6 +571,8 @@
     low_rating: "★",
     negative_sentiment: "☹",
     driver: "⚑",
+    last_steps: "⋯",
+    recovery: "↺",
   };
 
   function painValue(kind, value) {
