@@ -44,6 +44,7 @@ def _funnel_only(where: str) -> str:
 TOP_ACTIONS = 5
 TOP_TOUCHPOINTS = 6
 TOP_DRIVERS = 2  # significant drivers of a drop shown per stage
+TOP_TERMS = 5  # negative terms shown per stage
 # Factors the map does not show as reasons (the mart keeps them): how long a journey
 # stayed and how many sessions it had partly are how its drop is defined (a journey that
 # stops early has a short stay), not why it stopped.
@@ -304,6 +305,7 @@ class _Reader:
                 }
             )
         _pain_points(stage_views, touchpoints, emotion, post_purchase, self.return_window_days)
+        voice = self.voice() if persona == ALL else {}
         paths = self.dropoff_paths(persona)
         recovery = self.checkout_recovery(persona)
         for view in stage_views:
@@ -325,6 +327,17 @@ class _Reader:
                 )
             if view["stage"] == "purchase" and recovery:
                 view["pain_points"].append(recovery)
+            said = voice.get(view["stage"], {})
+            view["quotes"] = said.get("quotes", [])
+            if said.get("negative_terms"):
+                terms = ", ".join(f"“{t}”" for t in said["negative_terms"])
+                view["pain_points"].append(
+                    {
+                        "kind": "voice",
+                        "text": f"words that set negative texts apart here: {terms}",
+                        "value": None,
+                    }
+                )
         # The header counts every journey, and states whose they are: the funnel counts
         # known and anonymous journeys; unlinked voices and unclassified journeys are
         # counted here so nothing vanishes. An unattributed record (no identifier at all)
@@ -381,6 +394,29 @@ class _Reader:
         for row in rows:
             by_stage.setdefault(row["stage"], []).append(row)
         return by_stage
+
+    def voice(self) -> dict[str, dict[str, Any]]:
+        """Per stage, what customers said: the terms that set negative texts apart
+        (agg_voice_themes) and the most negative and most positive quote
+        (agg_voice_quotes), over the stage as a whole. Everyone's only: the marts are
+        not split by persona."""
+        said: dict[str, dict[str, Any]] = {}
+        if self.has_table("agg_voice_themes"):
+            for row in self.rows(
+                "select stage, list(term order by theme_rank) as terms from agg_voice_themes "
+                "where touchpoint_id = '(all)' and polarity = 'negative' and theme_rank <= ? "
+                "group by stage",
+                [TOP_TERMS],
+            ):
+                said.setdefault(row["stage"], {})["negative_terms"] = row["terms"]
+        if self.has_table("agg_voice_quotes"):
+            for row in self.rows(
+                "select stage, polarity, quote, rating, cast(said_on as varchar) as said_on "
+                "from agg_voice_quotes where touchpoint_id = '(all)' and quote_rank = 1 "
+                "order by stage, polarity"
+            ):
+                said.setdefault(row["stage"], {}).setdefault("quotes", []).append(row)
+        return said
 
     def dropoff_paths(self, persona: str) -> dict[str, dict[str, Any]]:
         """Per stage, the most common last steps of the journeys that dropped there (a

@@ -37,6 +37,8 @@ MARTS: tuple[str, ...] = (
     "agg_stage_durations",
     "agg_dropoff_paths",
     "agg_checkout_recovery",
+    "agg_voice_themes",
+    "agg_voice_quotes",
     "agg_stage_actions",
     "agg_stage_sentiment",
     "agg_text_languages",

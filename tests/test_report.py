@@ -356,5 +356,18 @@ def test_report_shows_times_to_the_next_stage_and_the_drivers(
     assert left > 0
     assert f"\n{left:,} checkouts left without an order:" in recovery.inner_text()
     assert page.locator('.cell-pain li[data-kind="last_steps"]').count() >= 2
+    # What customers said: each stage's most negative and most positive quote, masked.
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        quotes = con.execute(
+            "select stage, polarity, quote from agg_voice_quotes "
+            "where touchpoint_id = '(all)' and quote_rank = 1"
+        ).fetchall()
+    assert quotes
+    for stage, polarity, quote in quotes:
+        shown = page.locator(f'[data-stage="{stage}"] .cell-feel .quote-{polarity}')
+        assert shown.count() == 1
+        text = shown.inner_text()
+        assert f"“{quote}”" in text
+        assert not re.search(r"[\w.+-]+@[\w-]+\.\w+|@(?!\[)\w", text), text
     assert opened.errors == []
     assert opened.requests == []

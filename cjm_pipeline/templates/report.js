@@ -562,6 +562,20 @@
       num(emotion.texts)
         ? h("div", { class: "texts-count" }, `${fmtInt(emotion.texts)} texts scored`)
         : null,
+      list(row && row.quotes).map((q) =>
+        h(
+          "blockquote",
+          { class: `quote quote-${str(q.polarity)}`, "data-polarity": str(q.polarity) },
+          `“${str(q.quote)}”`,
+          h(
+            "small",
+            {},
+            [num(q.rating) === null ? null : `★${fmtInt(q.rating)}`, str(q.said_on)]
+              .filter(Boolean)
+              .join(" · "),
+          ),
+        ),
+      ),
     );
   }
 
@@ -572,6 +586,7 @@
     negative_sentiment: "☹",
     driver: "⚑",
     last_steps: "⋯",
+    voice: "❝",
     recovery: "↺",
   };
 
