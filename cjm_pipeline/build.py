@@ -491,6 +491,8 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         "attribution_half_life_days": settings.attribution_half_life_days,
         "driver_min_journeys": settings.driver_min_journeys,
         "driver_alpha": settings.driver_alpha,
+        "alert_rise": settings.alert_rise,
+        "alert_alpha": settings.alert_alpha,
         "max_customers_per_identifier": settings.max_customers_per_identifier,
         # The built-in placeholders and CJM_IDENTITY_DENY_LIST: a value listed later
         # stops merging customers in history too (it is in the fingerprint).

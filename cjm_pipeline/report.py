@@ -167,6 +167,7 @@ def collect(
             "variants": {level: reader.variants(level) for level in ("stage", "touchpoint")},
             "attribution": {**reader.attribution(), "half_life_days": half_life_days},
             "ideal_path": reader.ideal_path(),
+            "alerts": reader.alerts(),
             "marts": [m for m in MARTS if m.startswith(("agg_", "fct_journey_conformance"))]
             + ["fct_journeys", "dim_customers", "dim_touchpoints"],
         }
@@ -394,6 +395,28 @@ class _Reader:
         for row in rows:
             by_stage.setdefault(row["stage"], []).append(row)
         return by_stage
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Stages whose drop-off rose significantly between the two latest settled
+        periods (agg_dropoff_alerts), in words."""
+        if not self.has_table("agg_dropoff_alerts"):
+            return []
+        rows = self.rows(
+            "select stage, cast(period_start as varchar) as period_start, "
+            "cast(previous_period_start as varchar) as previous_period_start, "
+            "drop_off_rate, previous_drop_off_rate, journeys_known, p_value "
+            "from agg_dropoff_alerts where is_alert order by stage_order"
+        )
+        return [
+            {
+                **r,
+                "text": f"{r['stage']} drop-off rose from {_percent(r['previous_drop_off_rate'])}"
+                f" to {_percent(r['drop_off_rate'])} (journeys starting in the "
+                f"{self.period_grain} of {r['period_start']} against {r['previous_period_start']};"
+                f" {int(r['journeys_known']):,} journeys, p = {float(r['p_value']):.3g})",
+            }
+            for r in rows
+        ]
 
     def voice(self) -> dict[str, dict[str, Any]]:
         """Per stage, what customers said: the terms that set negative texts apart
@@ -943,6 +966,9 @@ def summary_text(data: dict[str, Any], persona: str | None = None) -> str:
             f"{_percent(s['drop_off_rate']):>10}"
             f"{'-' if sentiment is None else f'{sentiment:+.2f}':>11}"
         )
+    alerts = data.get("alerts") or []
+    if alerts:
+        lines += ["", "alerts:"] + [f"  {a['text']}" for a in alerts]
     lines += ["", "where journeys are lost:"]
     lines += [f"  {o['rank']}. {o['text']}" for o in view["opportunities"][:3]] or ["  none"]
     drivers = [

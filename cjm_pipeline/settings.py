@@ -39,6 +39,7 @@ MARTS: tuple[str, ...] = (
     "agg_checkout_recovery",
     "agg_voice_themes",
     "agg_voice_quotes",
+    "agg_dropoff_alerts",
     "agg_stage_actions",
     "agg_stage_sentiment",
     "agg_text_languages",
@@ -159,6 +160,19 @@ class Settings(BaseSettings):
         lt=1,
         description="A drop-off driver is significant when its Benjamini-Hochberg q-value is "
         "below this.",
+    )
+    alert_rise: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="A stage's drop-off rate rising by this share (0.05 = five points) "
+        "between the two latest settled periods is an alert, when significant.",
+    )
+    alert_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="A drop-off rise is significant when Fisher's exact p is below this.",
     )
     duckdb_memory_limit: str = Field(
         "3GB",
