@@ -486,7 +486,7 @@ class _Reader:
         if through:
             best = max(through, key=lambda k: (through[k], k))
             when = max(delay, key=lambda k: (delay[k], k))
-            text += f"; most came back through {self.label(best)}, most often within {when}"
+            text += f"; most came back through {self.label(best)}, most often {when} later"
         return {"kind": "recovery", "text": text, "value": later / total}
 
     def durations(self, persona: str) -> dict[str, dict[str, Any]]:
