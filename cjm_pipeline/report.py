@@ -127,6 +127,7 @@ def report_data(
         persona,
         settings.attribution_half_life_days,
         settings.journey_gap_days,
+        settings.report_min_journeys,
     )
 
 
@@ -135,10 +136,13 @@ def collect(
     persona: str | None = None,
     half_life_days: float | None = None,
     journey_gap_days: int = 30,
+    min_journeys: int = 20,
 ) -> dict[str, Any]:
-    """Everything the report shows, read from the marts of ``source``."""
+    """Everything the report shows, read from the marts of ``source``. A rate over
+    fewer than ``min_journeys`` journeys of known outcome is shown as too small to
+    read, not as a rate."""
     with duckdb.connect(str(source.path), read_only=True) as con:
-        reader = _Reader(con, source.run_date, journey_gap_days)
+        reader = _Reader(con, source.run_date, journey_gap_days, min_journeys)
         personas = reader.personas()
         known = {p["persona"] for p in personas}
         if persona is not None and persona not in known:
@@ -156,6 +160,7 @@ def collect(
             "initial_persona": persona or ALL,
             "period_grain": reader.period_grain,
             "return_window_days": reader.return_window_days,
+            "min_journeys": reader.min_journeys,
             "stages": stages,
             "personas": personas,
             "views": {p["persona"]: reader.view(p["persona"], stages) for p in personas},
@@ -176,8 +181,15 @@ def collect(
 class _Reader:
     """SQL over the marts of one database. ``persona = 'all'`` sums every persona."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, run_date: date, journey_gap_days: int):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        run_date: date,
+        journey_gap_days: int,
+        min_journeys: int = 20,
+    ):
         self.con = con
+        self.min_journeys = min_journeys
         self.run_date = run_date
         self.journey_gap_days = journey_gap_days
         row = con.execute("select any_value(period_grain) from agg_stage_funnel").fetchone()
@@ -290,7 +302,10 @@ class _Reader:
                     "dropped": dropped,
                     "in_progress": int(counts.get("in_progress") or 0),
                     "completed": int(counts.get("completed") or 0),
-                    "drop_off_rate": _rate(dropped, advanced + dropped),
+                    "drop_off_rate": None
+                    if 0 < advanced + dropped < self.min_journeys
+                    else _rate(dropped, advanced + dropped),
+                    "too_small": 0 < advanced + dropped < self.min_journeys,
                     "advance_rate": _rate(advanced, entered),
                     "actions": actions.get(name, [])[:TOP_ACTIONS],
                     "touchpoints": at_stage[:TOP_TOUCHPOINTS],
@@ -632,7 +647,9 @@ class _Reader:
         lapses_from = self.run_date - timedelta(days=window) if window is not None else None
         out = []
         for r in rows:
-            rate = _rate(r["dropped"], r["dropped"] + r["advanced"])
+            known = int(r["dropped"] + r["advanced"])
+            too_small = 0 < known < self.min_journeys
+            rate = None if too_small else _rate(r["dropped"], known)
             # A journey can only be counted as dropped journey_gap_days after its last
             # activity: for periods that end later than that before the run date, or
             # where most journeys are still in progress, the rate is a floor
@@ -653,6 +670,7 @@ class _Reader:
                     "advanced": int(r["advanced"]),
                     "in_progress": int(r["in_progress"]),
                     "drop_off_rate": rate,
+                    "too_small": too_small,
                     "provisional": r["period_start"] + PERIODS[grain] > until
                     or r["in_progress"] > r["dropped"] + r["advanced"],
                 }

@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         description="A drop-off driver is significant when its Benjamini-Hochberg q-value is "
         "below this.",
     )
+    report_min_journeys: int = Field(
+        20,
+        ge=1,
+        description="The journey map shows a drop-off rate over fewer journeys of known "
+        "outcome than this as too small to read, not as a rate.",
+    )
     alert_rise: float = Field(
         0.05,
         gt=0,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from cjm_pipeline.cli import app
 from cjm_pipeline.publish import publish
-from cjm_pipeline.report import ReportError, collect, report_source, write_report
+from cjm_pipeline.report import ReportError, collect, report_data, report_source, write_report
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import RUN_DATE, quiet
 
@@ -371,3 +371,24 @@ def test_report_shows_times_to_the_next_stage_and_the_drivers(
         assert not re.search(r"[\w.+-]+@[\w-]+\.\w+|@(?!\[)\w", text), text
     assert opened.errors == []
     assert opened.requests == []
+
+
+def test_rates_over_too_few_journeys_are_not_drawn(published: Settings, open_page) -> None:
+    # With a minimum above every stage's journeys of known outcome, no rate is shown:
+    # each reads "too few", and each period of drop-off over time is a hollow mark.
+    strict = published.model_copy(update={"report_min_journeys": 1_000_000})
+    data = report_data(strict)
+    stages = [s for s in data["views"]["all"]["stages"] if s["advanced"] + s["dropped"]]
+    assert stages and all(s["too_small"] and s["drop_off_rate"] is None for s in stages)
+    periods = data["views"]["all"]["dropoff_over_time"]
+    assert all(r["drop_off_rate"] is None for r in periods)
+    path = write_report(strict, RUN_DATE, out=published.reports_dir / "strict.html")
+    opened = open_page(path)
+    page = opened.page
+    shown = page.locator('[data-metric="drop_off_rate"]').all_inner_texts()
+    assert shown and all(t == "too few (< 1,000,000)" for t in shown[: len(stages)])
+    marks = page.locator("#dropoff-over-time circle.too-small").count()
+    assert marks == sum(1 for r in periods if r["too_small"]) > 0
+    assert opened.errors == []
+    # The default minimum (20) leaves the sample's stages readable.
+    assert all(not s["too_small"] for s in report_data(published)["views"]["all"]["stages"])

@@ -409,7 +409,13 @@
           fmtInt(row.dropped),
           "is-drop",
         ),
-        metricRow("Drop-off rate", "drop_off_rate", stageId, fmtPct(rate), "is-drop"),
+        metricRow(
+          "Drop-off rate",
+          "drop_off_rate",
+          stageId,
+          row.too_small ? `too few (< ${fmtInt(DATA.min_journeys)})` : fmtPct(rate),
+          "is-drop",
+        ),
         metricRow(
           outcomeLabel(row, "in_progress", "In progress"),
           "in_progress",
@@ -1400,6 +1406,30 @@
       periods.forEach((p, i) => {
         const row = byPeriod.get(p);
         const rate = num(obj(row).drop_off_rate);
+        if (rate === null && obj(row).too_small) {
+          // Too few journeys to read a rate: a hollow mark on the axis, not a point.
+          group.append(
+            s(
+              "circle",
+              {
+                class: "too-small",
+                cx: xOf(i).toFixed(1),
+                cy: yOf(0).toFixed(1),
+                r: 3,
+                fill: "none",
+                stroke: "#999",
+              },
+              s(
+                "title",
+                {},
+                `${stageLabel(stageId)}, ${grain} of ${p}: too few journeys to read ` +
+                  `(${fmtInt(num(row.dropped) + num(row.advanced))} of known outcome, ` +
+                  `under ${fmtInt(DATA.min_journeys)})`,
+              ),
+            ),
+          );
+          return;
+        }
         if (rate === null) return;
         group.append(
           markerShape(
