@@ -128,10 +128,16 @@ def cjm_nightly() -> None:
         return gate_marts(plan, run_id)
 
     @task(**RETRY_IO, pool=POOL, outlets=[SERVED, PARQUET])
-    def publish(plan: dict, run_id: str | None = None) -> str:
-        from cjm_pipeline.nightly import publish_planned
+    def publish(plan: dict, run_id: str | None = None, outlet_events=None) -> str:
+        from cjm_pipeline.nightly import publish_planned, served_alerts
 
-        return publish_planned(plan, run_id)
+        snapshot = publish_planned(plan, run_id)
+        if outlet_events is not None:
+            # What a downstream DAG or a notifier reads from the served database's
+            # asset event: the snapshot and the stages whose drop-off rose (README,
+            # "Alerts").
+            outlet_events[SERVED].extra = {"snapshot": snapshot, "alerts": served_alerts()}
+        return snapshot
 
     # Reads the served file read-only, so it needs no slot of the pool.
     @task(**RETRY_IO)

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -105,6 +106,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settin
     return root / "home", settings
 
 
+MAY_BE_EMPTY = {"agg_dropoff_alerts", "agg_voice_themes"}
 START = date(2026, 10, 1)
 DAYS = 5
 
@@ -229,13 +231,25 @@ def test_one_night_through_airflow(airflow_home) -> None:
     assert (build_id, str(run_date)) == (2, last.isoformat())
     lake = pl.read_parquet(settings.lake_dir / "events" / "*" / "*" / "*.parquet")
     assert counts["fct_journey_events"] == lake.height
-    assert all(counts[name] > 0 for name in MARTS)
+    # Five days hold no settled period to compare (alerts) and too few texts a side
+    # for themes: those two may be empty; every other mart has rows.
+    assert all(counts[name] > 0 for name in MARTS if name not in MAY_BE_EMPTY)
     parquet = pl.read_parquet(settings.parquet_dir / "current" / "fct_journeys.parquet")
     assert parquet.height == counts["fct_journeys"]
     assert (settings.data_docs_dir / "index.html").exists()
     journey_map = settings.reports_dir / f"journey_map_{last.isoformat()}.html"
     assert journey_map.stat().st_size > 50_000
     assert f"Customer journey map · {last.isoformat()}" in journey_map.read_text()
+    # The served database's asset event says which snapshot it is and its alerts (none
+    # in five days), for a downstream DAG or a notifier.
+    with sqlite3.connect(home / "airflow.db") as meta:
+        extras = meta.execute(
+            "select e.extra from asset_event e join asset a on a.id = e.asset_id "
+            "where a.name = 'cjm_served_database'"
+        ).fetchall()
+    assert extras, "publish recorded no event of the served database"
+    extra = json.loads(extras[-1][0])
+    assert extra["alerts"] == [] and extra["snapshot"]
     # The night is over: its marker is gone and the lock is free for the command line.
     assert read_night(settings) is None
     with (settings.warehouse_dir / ".cjm.lock").open("a") as handle:
