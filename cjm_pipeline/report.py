@@ -42,7 +42,7 @@ def _funnel_only(where: str) -> str:
 
 
 TOP_ACTIONS = 5
-TOP_TOUCHPOINTS = 6
+TOP_TOUCHPOINTS = 6  # touchpoints the map shows at once per stage (the JS keeps the same)
 TOP_DRIVERS = 2  # significant drivers of a drop shown per stage
 TOP_TERMS = 5  # negative terms shown per stage
 # Factors the map does not show as reasons (the mart keeps them): how long a journey
@@ -308,7 +308,9 @@ class _Reader:
                     "too_small": 0 < advanced + dropped < self.min_journeys,
                     "advance_rate": _rate(advanced, entered),
                     "actions": actions.get(name, [])[:TOP_ACTIONS],
-                    "touchpoints": at_stage[:TOP_TOUCHPOINTS],
+                    # Every touchpoint of the stage, busiest first: the map shows the
+                    # first TOP_TOUCHPOINTS and the rest behind "all N touchpoints".
+                    "touchpoints": at_stage,
                     "emotion": emotion.get(name, {}).get("stage")
                     or {
                         "average_sentiment": None,

@@ -392,3 +392,28 @@ def test_rates_over_too_few_journeys_are_not_drawn(published: Settings, open_pag
     assert opened.errors == []
     # The default minimum (20) leaves the sample's stages readable.
     assert all(not s["too_small"] for s in report_data(published)["views"]["all"]["stages"])
+
+
+def test_every_touchpoint_of_a_stage_is_reachable(published: Settings, open_page) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    page = open_page(path).page
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        per_stage = dict(
+            con.execute(
+                "select stage, count(distinct touchpoint_id) from agg_touchpoint_dropoff "
+                "where stage in (select stage from dim_stages where stage_order > 0) "
+                "group by stage"
+            ).fetchall()
+        )
+    crowded = [stage for stage, n in per_stage.items() if n > 6]
+    assert crowded, per_stage
+    for stage, n in per_stage.items():
+        column = page.locator(f'[data-stage="{stage}"] .cell-touchpoints')
+        shown = column.locator(":scope > ul.chips > li").count()
+        hidden = column.locator("details.more-touchpoints li").count()
+        assert (shown, shown + hidden) == (min(n, 6), n), stage
+        if n > 6:
+            # Folded away until opened.
+            assert column.locator("details.more-touchpoints li").first.is_hidden()
+            column.locator("details.more-touchpoints summary").click()
+            assert column.locator("details.more-touchpoints li").first.is_visible()

@@ -517,39 +517,48 @@
     );
   }
 
+  const TOP_TOUCHPOINTS = 6; // shown at once; the rest behind "all N touchpoints"
+
+  function touchpointChip(tp) {
+    const direct = str(tp.type).toLowerCase() === "direct";
+    const exit = num(tp.exit_rate);
+    const name = str(tp.name, str(tp.touchpoint_id));
+    return h(
+      "li",
+      {
+        class: `chip ${direct ? "chip-direct" : "chip-indirect"}`,
+        "data-touchpoint": str(tp.touchpoint_id),
+        title:
+          `${name} (${direct ? "direct" : "indirect"}, ${str(tp.channel, "no channel")}): ` +
+          `${fmtInt(tp.journeys_touching)} journeys touched it, ` +
+          `${fmtInt(num(tp.lost_journeys) ?? tp.journeys_dropped_after)} ended after it`,
+      },
+      h("span", { class: "chip-name" }, name),
+      h(
+        "span",
+        { class: "chip-stats" },
+        `${fmtInt(tp.journeys_touching)} · exit `,
+        // An exit rate of a fifth or more is called out: it is where journeys end.
+        h("span", { class: exit !== null && exit >= 0.2 ? "exit-high" : null }, fmtPct(exit)),
+      ),
+    );
+  }
+
   function touchpointsCell(row) {
     const touchpoints = list(row && row.touchpoints);
     if (!touchpoints.length) return cell("touchpoints", noData());
+    const rest = touchpoints.slice(TOP_TOUCHPOINTS);
     return cell(
       "touchpoints",
-      h(
-        "ul",
-        { class: "chips" },
-        touchpoints.map((tp) => {
-          const direct = str(tp.type).toLowerCase() === "direct";
-          const exit = num(tp.exit_rate);
-          const name = str(tp.name, str(tp.touchpoint_id));
-          return h(
-            "li",
-            {
-              class: `chip ${direct ? "chip-direct" : "chip-indirect"}`,
-              "data-touchpoint": str(tp.touchpoint_id),
-              title:
-                `${name} (${direct ? "direct" : "indirect"}, ${str(tp.channel, "no channel")}): ` +
-                `${fmtInt(tp.journeys_touching)} journeys touched it, ` +
-                `${fmtInt(num(tp.lost_journeys) ?? tp.journeys_dropped_after)} ended after it`,
-            },
-            h("span", { class: "chip-name" }, name),
-            h(
-              "span",
-              { class: "chip-stats" },
-              `${fmtInt(tp.journeys_touching)} · exit `,
-              // An exit rate of a fifth or more is called out: it is where journeys end.
-              h("span", { class: exit !== null && exit >= 0.2 ? "exit-high" : null }, fmtPct(exit)),
-            ),
-          );
-        }),
-      ),
+      h("ul", { class: "chips" }, touchpoints.slice(0, TOP_TOUCHPOINTS).map(touchpointChip)),
+      rest.length
+        ? h(
+            "details",
+            { class: "more-touchpoints" },
+            h("summary", {}, `all ${fmtInt(touchpoints.length)} touchpoints`),
+            h("ul", { class: "chips" }, rest.map(touchpointChip)),
+          )
+        : null,
     );
   }
 
