@@ -417,3 +417,18 @@ def test_every_touchpoint_of_a_stage_is_reachable(published: Settings, open_page
             assert column.locator("details.more-touchpoints li").first.is_hidden()
             column.locator("details.more-touchpoints summary").click()
             assert column.locator("details.more-touchpoints li").first.is_visible()
+
+
+def test_the_map_fits_an_800_pixel_window(published: Settings, open_page) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    opened = open_page(path)
+    page = opened.page
+    page.set_viewport_size({"width": 800, "height": 1200})
+    scroll = page.locator(".map-scroll")
+    widths = scroll.evaluate("n => [n.scrollWidth, n.clientWidth]")
+    assert widths[0] <= widths[1], widths
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    columns = page.locator("#journey-map .stage-column")
+    assert columns.count() == 5
+    page.screenshot(path=str(path.with_name("map_800.png")), full_page=True)
+    assert opened.errors == []
