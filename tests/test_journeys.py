@@ -285,7 +285,8 @@ def test_full_refresh_equals_seven_incremental_nights(sample, tmp_path) -> None:
 
     incremental, full = _tables(nightly.build_path), _tables(refreshed.build_path)
     for name in MARTS:
-        assert incremental[name].height > 0, name
+        # The sample's weeks are too few to hold two settled periods: no alert rows.
+        assert incremental[name].height > 0 or name == "agg_dropoff_alerts", name
         assert incremental[name].equals(full[name]), name
     statuses = set(full["fct_journeys"]["status"])
     assert {"converted", "dropped", "in_progress"} <= statuses
