@@ -326,25 +326,13 @@ def publish_planned(values: dict[str, object], run_id: str | None = None) -> str
 
 def served_alerts() -> list[dict[str, object]]:
     """The stages of the served night whose drop-off rose significantly between the two
-    latest settled periods (agg_dropoff_alerts), as JSON-ready dicts; none when the
-    served database predates the mart."""
+    latest settled periods (agg_dropoff_alerts), as JSON-ready dicts."""
     import duckdb
 
-    settings = get_settings()
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables where table_name = 'agg_dropoff_alerts'"
-        ).fetchall()[0][0]
-        if not found:
-            return []
-        cursor = con.execute(
-            "select stage, cast(period_start as varchar) as period_start, "
-            "cast(previous_period_start as varchar) as previous_period_start, "
-            "drop_off_rate, previous_drop_off_rate, journeys_known, p_value "
-            "from agg_dropoff_alerts where is_alert order by stage_order"
-        )
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    from cjm_pipeline.report import alert_rows
+
+    with duckdb.connect(str(get_settings().warehouse_path), read_only=True) as con:
+        return alert_rows(con)
 
 
 # The Cosmos dbt tasks take the lock in their own process: Airflow runs an operator's

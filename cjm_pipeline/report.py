@@ -178,6 +178,35 @@ def collect(
         }
 
 
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the database holds the table (an older snapshot may lack a newer mart)."""
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_name = ?", [name]
+        ).fetchall()[0][0]
+    )
+
+
+def alert_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The stages of agg_dropoff_alerts that are alerts, JSON-ready (dates as text);
+    none when the database predates the mart."""
+    if not has_table(con, "agg_dropoff_alerts"):
+        return []
+    cursor = con.execute(
+        "select stage, cast(period_start as varchar) as period_start, "
+        "cast(previous_period_start as varchar) as previous_period_start, "
+        "drop_off_rate, previous_drop_off_rate, journeys_known, p_value "
+        "from agg_dropoff_alerts where is_alert order by stage_order"
+    )
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _scope(persona: str) -> str:
+    """The persona_scope of the analysis marts for a persona of the report."""
+    return "all" if persona == ALL else persona
+
+
 class _Reader:
     """SQL over the marts of one database. ``persona = 'all'`` sums every persona."""
 
@@ -216,11 +245,7 @@ class _Reader:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def has_table(self, name: str) -> bool:
-        return bool(
-            self.con.execute(
-                "select count(*) from information_schema.tables where table_name = ?", [name]
-            ).fetchall()[0][0]
-        )
+        return has_table(self.con, name)
 
     def label(self, node: str | None) -> str | None:
         return self.names.get(node, node) if node is not None else None
@@ -406,7 +431,7 @@ class _Reader:
             "from agg_dropoff_drivers where persona_scope = ? and is_significant "
             "and direction = 'more_drop' and not list_contains(?, factor) "
             "order by stage_order, rank_in_stage",
-            ["all" if persona == ALL else persona, list(UNSHOWN_DRIVERS)],
+            [_scope(persona), list(UNSHOWN_DRIVERS)],
         )
         by_stage: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -416,14 +441,6 @@ class _Reader:
     def alerts(self) -> list[dict[str, Any]]:
         """Stages whose drop-off rose significantly between the two latest settled
         periods (agg_dropoff_alerts), in words."""
-        if not self.has_table("agg_dropoff_alerts"):
-            return []
-        rows = self.rows(
-            "select stage, cast(period_start as varchar) as period_start, "
-            "cast(previous_period_start as varchar) as previous_period_start, "
-            "drop_off_rate, previous_drop_off_rate, journeys_known, p_value "
-            "from agg_dropoff_alerts where is_alert order by stage_order"
-        )
         return [
             {
                 **r,
@@ -432,7 +449,7 @@ class _Reader:
                 f"{self.period_grain} of {r['period_start']} against {r['previous_period_start']};"
                 f" {int(r['journeys_known']):,} journeys, p = {float(r['p_value']):.3g})",
             }
-            for r in rows
+            for r in alert_rows(self.con)
         ]
 
     def voice(self) -> dict[str, dict[str, Any]]:
@@ -467,7 +484,7 @@ class _Reader:
             "select stage, last_steps, journeys, share_of_dropped from agg_dropoff_paths "
             "where persona_scope = ? and path_rank <= 20 and last_steps != '(no steps)' "
             "order by stage, path_rank",
-            ["all" if persona == ALL else persona],
+            [_scope(persona)],
         )
         top: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -481,7 +498,7 @@ class _Reader:
         rows = self.rows(
             "select outcome, returned_through, time_to_order, abandoned_checkouts as n "
             "from agg_checkout_recovery where persona_scope = ?",
-            ["all" if persona == ALL else persona],
+            [_scope(persona)],
         )
         total = sum(int(r["n"]) for r in rows)
         if not total:
@@ -516,7 +533,7 @@ class _Reader:
             "select from_stage, to_stage, bucket, journeys_in_bucket, journeys, "
             "median_hours, p90_hours from agg_stage_durations where persona_scope = ? "
             "order by from_stage, bucket_order",
-            ["all" if persona == ALL else persona],
+            [_scope(persona)],
         )
         steps: dict[str, dict[str, Any]] = {}
         for row in rows:
