@@ -128,6 +128,7 @@ def report_data(
         settings.attribution_half_life_days,
         settings.journey_gap_days,
         settings.report_min_journeys,
+        settings.alert_alpha,
     )
 
 
@@ -137,10 +138,12 @@ def collect(
     half_life_days: float | None = None,
     journey_gap_days: int = 30,
     min_journeys: int = 20,
+    alpha: float = 0.05,
 ) -> dict[str, Any]:
     """Everything the report shows, read from the marts of ``source``. A rate over
     fewer than ``min_journeys`` journeys of known outcome is shown as too small to
-    read, not as a rate."""
+    read, not as a rate; a change between two ranges of periods is called significant
+    below ``alpha``."""
     with duckdb.connect(str(source.path), read_only=True) as con:
         reader = _Reader(con, source.run_date, journey_gap_days, min_journeys)
         personas = reader.personas()
@@ -161,6 +164,7 @@ def collect(
             "period_grain": reader.period_grain,
             "return_window_days": reader.return_window_days,
             "min_journeys": reader.min_journeys,
+            "comparison_alpha": alpha,
             "stages": stages,
             "personas": personas,
             "views": {p["persona"]: reader.view(p["persona"], stages) for p in personas},
@@ -669,6 +673,7 @@ class _Reader:
             known = int(r["dropped"] + r["advanced"])
             too_small = 0 < known < self.min_journeys
             rate = None if too_small else _rate(r["dropped"], known)
+            undecided = False
             # A journey can only be counted as dropped journey_gap_days after its last
             # activity: for periods that end later than that before the run date, or
             # where most journeys are still in progress, the rate is a floor
@@ -680,7 +685,7 @@ class _Reader:
                 # date none can have lapsed yet, so the rate is unknown, not 0%.
                 until = lapses_from
                 if r["period_start"] > lapses_from:
-                    rate = None
+                    rate, undecided = None, True
             out.append(
                 {
                     "period_start": r["period_start"].isoformat(),
@@ -690,6 +695,9 @@ class _Reader:
                     "in_progress": int(r["in_progress"]),
                     "drop_off_rate": rate,
                     "too_small": too_small,
+                    # No journey of the period can have dropped yet: a range summed over
+                    # periods leaves it out rather than count its zero drops.
+                    "undecided": undecided,
                     "provisional": r["period_start"] + PERIODS[grain] > until
                     or r["in_progress"] > r["dropped"] + r["advanced"],
                 }

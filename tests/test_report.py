@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from scipy.stats import chi2_contingency
 from typer.testing import CliRunner
 
 from cjm_pipeline.cli import app
@@ -432,3 +433,83 @@ def test_the_map_fits_an_800_pixel_window(published: Settings, open_page) -> Non
     assert columns.count() == 5
     page.screenshot(path=str(path.with_name("map_800.png")), full_page=True)
     assert opened.errors == []
+
+
+def test_periods_compared_are_the_marts_sums_with_their_test(
+    published: Settings, open_page
+) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    opened = open_page(path)
+    page = opened.page
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        periods = [
+            r[0].isoformat()
+            for r in con.execute(
+                "select distinct period_start from agg_stage_funnel order by 1"
+            ).fetchall()
+        ]
+    assert len(periods) >= 2, periods
+
+    def expected(persona: str | None, period: str) -> dict[str, tuple[int, int]]:
+        where = f"and persona = '{persona}'" if persona else ""
+        with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+            rows = con.execute(
+                "select stage, sum(journeys_dropped), sum(journeys_advanced) "
+                f"from agg_stage_funnel where period_start = ? {where} group by stage",
+                [period],
+            ).fetchall()
+        return {stage: (int(d), int(d) + int(a)) for stage, d, a in rows}
+
+    def check(persona: str | None) -> int:
+        """The shown sums and test of each stage; how many stages had a p-value."""
+        tested = 0
+        # One period against the one before it.
+        page.select_option("#range-from", periods[1])
+        page.select_option("#range-to", periods[1])
+        now, then = expected(persona, periods[1]), expected(persona, periods[0])
+        for stage in STAGES[:3]:
+            row = page.locator(f'#compare-table tr[data-stage="{stage}"]')
+            d1, n1 = now.get(stage, (0, 0))
+            d0, n0 = then.get(stage, (0, 0))
+            assert int(row.get_attribute("data-dropped")) == d1, stage
+            assert int(row.get_attribute("data-known")) == n1, stage
+            assert int(row.get_attribute("data-before-dropped")) == d0, stage
+            assert int(row.get_attribute("data-before-known")) == n0, stage
+            reading = row.locator("td").last.inner_text()
+            if min(n0, n1) < published.report_min_journeys:
+                assert row.get_attribute("data-p") is None
+                assert reading.startswith("too few"), reading
+                continue
+            # Pearson's chi-square on the 2x2 table, without continuity correction.
+            table = [[d1, n1 - d1], [d0, n0 - d0]]
+            p = 1.0 if 0 in (d1 + d0, n1 + n0 - d1 - d0) else chi2_contingency(table, False)[1]
+            assert float(row.get_attribute("data-p")) == pytest.approx(p, rel=1e-5, abs=1e-9)
+            tested += 1
+            assert reading.startswith(
+                ("rose significantly", "fell significantly")
+                if p < published.alert_alpha
+                else "no significant change"
+            ), (stage, reading, p)
+            # The range is younger than the journey gap: its rates are floors.
+            assert reading.endswith("(open periods)"), reading
+        # After the order no journey of a 12-day sample can have lapsed yet.
+        experience = page.locator('#compare-table tr[data-stage="experience"] td').last
+        assert experience.inner_text() == "not known yet: return window still open"
+        return tested
+
+    assert check(None) >= 2
+    shown_before = page.locator("#compare-table").inner_text()
+    personas = page.locator("#persona-select option").evaluate_all("o => o.map(x => x.value)")
+    persona = next(p for p in personas if p != "all")
+    page.select_option("#persona-select", persona)
+    check(persona)
+    assert page.locator("#compare-table").inner_text() != shown_before
+    # The chosen range and the one before are drawn as bands on the chart.
+    assert page.locator("#dropoff-chart rect.range-band").count() == 1
+    assert page.locator("#dropoff-chart rect.range-before").count() == 1
+    # A start after the end moves the end with it.
+    page.select_option("#range-to", periods[0])
+    page.select_option("#range-from", periods[-1])
+    assert page.locator("#range-to").input_value() == periods[-1]
+    assert opened.errors == []
+    assert opened.requests == []

@@ -2,8 +2,9 @@
 /* Customer journey map: draws the report from the JSON embedded in #cjm-data.
 
    Every number was computed by the pipeline (report.py reading the marts). This script only
-   displays, sorts and picks them; its own arithmetic is formatting (percentages, separators)
-   and chart geometry. Text from the data is always set with textContent, never parsed as
+   displays, sorts and picks them; its own arithmetic is formatting (percentages, separators),
+   chart geometry, and the sums and two-proportion test of a range of periods the reader
+   picks. Text from the data is always set with textContent, never parsed as
    HTML, so no field can inject markup. Missing or empty parts show "no data" instead of
    throwing, because one thin mart must not blank the whole report. */
 (() => {
@@ -159,6 +160,9 @@
     persona: initialPersona(),
     sankeyLevel: "stage",
     attributionLevel: "channel",
+    // The compared range of journey-start periods (period_start of its first and last).
+    rangeFrom: null,
+    rangeTo: null,
   };
 
   function initialPersona() {
@@ -1389,6 +1393,18 @@
       );
     }
 
+    // The range compared below, and the range it is compared with, as bands behind the lines.
+    const chosen = selectedRange(viewPeriods(view));
+    const length = chosen.to - chosen.from + 1;
+    const halfStep = periods.length > 1 ? plotW / (periods.length - 1) / 2 : plotW / 2;
+    const band = (a, b, cls) => {
+      const x0 = Math.max(m.left, xOf(a) - halfStep);
+      const x1 = Math.min(width - m.right, xOf(b) + halfStep);
+      svg.append(s("rect", { class: cls, x: x0, y: m.top, width: x1 - x0, height: plotH }));
+    };
+    if (chosen.from - length >= 0) band(chosen.from - length, chosen.from - 1, "range-before");
+    band(chosen.from, chosen.to, "range-band");
+
     charted.forEach((stageId, si) => {
       const colour = stageColour(stageId);
       const marker = MARKERS[si % MARKERS.length];
@@ -1456,6 +1472,210 @@
       });
       svg.append(group);
     });
+  }
+
+  // ---------------------------------------------------------------- periods compared
+
+  /** The complementary error function, to within 1.2e-7 (the Chebyshev fit of Numerical
+      Recipes' erfcc): enough for a p-value shown to three places. */
+  function erfc(x) {
+    const z = Math.abs(x);
+    const t = 1 / (1 + 0.5 * z);
+    const poly =
+      -1.26551223 +
+      t *
+        (1.00002368 +
+          t *
+            (0.37409196 +
+              t *
+                (0.09678418 +
+                  t *
+                    (-0.18628806 +
+                      t *
+                        (0.27886807 +
+                          t *
+                            (-1.13520398 +
+                              t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+    const r = t * Math.exp(-z * z + poly);
+    return x >= 0 ? r : 2 - r;
+  }
+
+  /** Two-sided p-value of the change between two drop-off rates: the two-proportion z
+      test, which is Pearson's chi-square test of the 2x2 table without continuity
+      correction. Null when either side has no journey of known outcome. */
+  function changePValue(d1, n1, d0, n0) {
+    if (!n1 || !n0) return null;
+    const pooled = (d1 + d0) / (n1 + n0);
+    const variance = pooled * (1 - pooled) * (1 / n1 + 1 / n0);
+    if (variance <= 0) return 1;
+    return Math.min(1, erfc(Math.abs(d1 / n1 - d0 / n0) / Math.sqrt(variance) / Math.SQRT2));
+  }
+
+  /** Journey-start periods of a view, oldest first, and whether each is still open
+      (every charted stage provisional: right-censored). */
+  function viewPeriods(view) {
+    const rows = list(view && view.dropoff_over_time);
+    const periods = [...new Set(rows.map((r) => str(r.period_start)))].sort();
+    return periods.map((p) => ({
+      start: p,
+      open: rows.filter((r) => str(r.period_start) === p).every((r) => r.provisional),
+    }));
+  }
+
+  /** The selected range as indexes into the view's periods, kept valid when the persona
+      changes. By default the latest settled periods (up to four), so that the same number
+      of periods before them exists to compare with. */
+  function selectedRange(periods) {
+    const starts = periods.map((p) => p.start);
+    let from = starts.indexOf(state.rangeFrom);
+    let to = starts.indexOf(state.rangeTo);
+    if (from < 0 || to < 0 || from > to) {
+      let last = periods.length - 1;
+      while (last > 0 && periods[last].open) last -= 1;
+      const length = Math.max(1, Math.min(4, Math.floor((last + 1) / 2)));
+      to = last;
+      from = Math.max(0, last - length + 1);
+    }
+    return { from, to };
+  }
+
+  /** Dropped, advanced and in progress for one stage over periods [from, to]; periods in
+      which no journey can have dropped yet (after the order, younger than the return
+      window) are left out and counted. */
+  function rangeTotals(rows, periods, stageId, from, to) {
+    const wanted = new Set(periods.slice(from, to + 1).map((p) => p.start));
+    const totals = { dropped: 0, advanced: 0, in_progress: 0, undecided: 0, provisional: false };
+    for (const r of rows) {
+      if (str(r.stage) !== stageId || !wanted.has(str(r.period_start))) continue;
+      if (r.undecided) {
+        totals.undecided += 1;
+        continue;
+      }
+      totals.dropped += num(r.dropped) ?? 0;
+      totals.advanced += num(r.advanced) ?? 0;
+      totals.in_progress += num(r.in_progress) ?? 0;
+      totals.provisional = totals.provisional || Boolean(r.provisional);
+    }
+    totals.known = totals.dropped + totals.advanced;
+    totals.readable = totals.known > 0 && totals.known >= (num(DATA.min_journeys) ?? 0);
+    totals.rate = totals.readable ? totals.dropped / totals.known : null;
+    return totals;
+  }
+
+  /** A change of rate in percentage points, signed: "+4.2 pp", "\u22121.0 pp". */
+  function fmtPoints(change) {
+    if (change === null) return DASH;
+    const points = change * 100;
+    const sign = points >= 0.05 ? "+" : points <= -0.05 ? "\u2212" : "";
+    return `${sign}${oneFormat.format(Math.abs(points))} pp`;
+  }
+
+  function periodOption(period) {
+    return `${fmtShortDate(period.start)}${period.open ? " (still open)" : ""}`;
+  }
+
+  function renderPeriodComparison(view) {
+    const periods = viewPeriods(view);
+    const fromSelect = clear(byId("range-from"));
+    const toSelect = clear(byId("range-to"));
+    const note = byId("range-note");
+    const grain = str(DATA.period_grain, "period");
+    const alpha = num(DATA.comparison_alpha) ?? 0.05;
+    if (!periods.length) {
+      note.textContent = `No periods to compare for ${personaLabel(state.persona)}.`;
+      table(byId("compare-table"), [["Stage", false]], [], "No drop-off history.");
+      return;
+    }
+    const { from, to } = selectedRange(periods);
+    state.rangeFrom = periods[from].start;
+    state.rangeTo = periods[to].start;
+    periods.forEach((p, i) => {
+      fromSelect.append(h("option", { value: p.start, selected: i === from }, periodOption(p)));
+      toSelect.append(h("option", { value: p.start, selected: i === to }, periodOption(p)));
+    });
+    fromSelect.value = state.rangeFrom;
+    toSelect.value = state.rangeTo;
+
+    const length = to - from + 1;
+    const before = from - length >= 0 ? { from: from - length, to: from - 1 } : null;
+    const span = (a, b) =>
+      a === b
+        ? `the ${grain} of ${fmtShortDate(periods[a].start)}`
+        : `the ${b - a + 1} ${grain}s from ${fmtShortDate(periods[a].start)} to ` +
+          `${fmtShortDate(periods[b].start)}`;
+    note.textContent =
+      `Journeys that started in ${span(from, to)}, against ` +
+      (before
+        ? `the ${length} ${grain}${length > 1 ? "s" : ""} before (${span(before.from, before.to)}). `
+        : `the same number of ${grain}s before, which the data does not reach back to. `) +
+      `A change is significant when its p-value (two-proportion test) is under ${alpha}. ` +
+      `Rates over fewer than ${fmtInt(DATA.min_journeys)} journeys of known outcome are too ` +
+      "few to read; a range holding open periods gives a floor, not a rate.";
+
+    const rows = list(view && view.dropoff_over_time);
+    const charted = STAGES.slice(0, Math.max(1, STAGES.length - 1)).map((st) => str(st.stage));
+    const rateText = (t) =>
+      t.known === 0 && t.undecided
+        ? "not known yet"
+        : t.readable
+          ? `${fmtPct(t.rate)}${t.provisional ? " (open)" : ""}`
+          : `too few (${fmtInt(t.known)})`;
+    table(
+      byId("compare-table"),
+      [
+        ["Stage", false],
+        ["Journeys", true],
+        ["Dropped", true],
+        ["Drop-off", true],
+        ["Before", true],
+        ["Change", true],
+        ["p-value", true],
+        ["Reading", false],
+      ],
+      charted.map((stageId) => {
+        const now = rangeTotals(rows, periods, stageId, from, to);
+        const then = before ? rangeTotals(rows, periods, stageId, before.from, before.to) : null;
+        const comparable = Boolean(then && now.readable && then.readable);
+        const p = comparable ? changePValue(now.dropped, now.known, then.dropped, then.known) : null;
+        const change = comparable ? now.rate - then.rate : null;
+        let reading = "nothing to compare with";
+        if (now.known === 0 && now.undecided) reading = "not known yet: return window still open";
+        else if (then && !comparable) reading = "too few journeys to compare";
+        else if (comparable && p !== null && p < alpha)
+          reading = change > 0 ? "rose significantly" : "fell significantly";
+        else if (comparable) reading = "no significant change";
+        if (comparable && (now.provisional || then.provisional)) reading += " (open periods)";
+        return h(
+          "tr",
+          {
+            "data-stage": stageId,
+            "data-dropped": now.dropped,
+            "data-known": now.known,
+            "data-before-dropped": then ? then.dropped : null,
+            "data-before-known": then ? then.known : null,
+            "data-p": p === null ? null : p.toPrecision(6),
+            class: comparable && p < alpha ? (change > 0 ? "worse" : "better") : null,
+          },
+          h("th", { scope: "row" }, stageLabel(stageId)),
+          h("td", { class: "num" }, fmtInt(now.known)),
+          h("td", { class: "num" }, fmtInt(now.dropped)),
+          h("td", { class: "num" }, rateText(now)),
+          h("td", { class: "num" }, then ? rateText(then) : DASH),
+          h(
+            "td",
+            { class: "num" },
+            fmtPoints(change),
+          ),
+          h(
+            "td",
+            { class: "num" },
+            p === null ? DASH : p < 0.001 ? "< 0.001" : p.toFixed(3),
+          ),
+          h("td", {}, reading),
+        );
+      }),
+      "No stages to compare.",
+    );
   }
 
   // ---------------------------------------------------------------- attribution
@@ -1783,6 +2003,7 @@
     safely("journey map", () => renderJourneyMap(view));
     safely("funnel", () => renderFunnel(view));
     safely("drop-off over time", () => renderDropoffOverTime(view));
+    safely("periods compared", () => renderPeriodComparison(view));
   }
 
   function wireToggle(name, key, render) {
@@ -1815,6 +2036,22 @@
   wireToggle("attribution-level", "attributionLevel", () =>
     safely("attribution", renderAttribution),
   );
+  for (const [id, key] of [
+    ["range-from", "rangeFrom"],
+    ["range-to", "rangeTo"],
+  ]) {
+    byId(id).addEventListener("change", (event) => {
+      state[key] = event.target.value;
+      // A start after the end (or an end before the start) moves the other end with it.
+      if (state.rangeFrom > state.rangeTo) {
+        if (key === "rangeFrom") state.rangeTo = state.rangeFrom;
+        else state.rangeFrom = state.rangeTo;
+      }
+      const view = currentView();
+      safely("drop-off over time", () => renderDropoffOverTime(view));
+      safely("periods compared", () => renderPeriodComparison(view));
+    });
+  }
   safely("transitions", renderSankey);
   safely("variants", renderVariants);
   safely("attribution", renderAttribution);
