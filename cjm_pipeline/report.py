@@ -54,6 +54,22 @@ TOP_VARIANTS = 10
 TOP_DEVIATIONS = 10
 # Length of a funnel period, to tell which periods are still open (upper bound for months).
 PERIODS = {"day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31)}
+# The channels of dim_touchpoints, as a reader names them ('web' is credited as
+# 'direct': a visit that opened a session with no campaign or referrer before it).
+CHANNEL_NAMES = {
+    "direct": "Direct visit",
+    "web": "Direct visit",
+    "email": "Email",
+    "paid_search": "Paid search",
+    "paid_social": "Paid social",
+    "organic_search": "Organic search",
+    "affiliate": "Affiliate",
+    "social": "Social posts and mentions",
+    "reviews": "Reviews",
+    "marketplace": "Marketplace",
+    "unclassified": "Unclassified",
+}
+NO_TOUCH = "(none)"  # a conversion with no touch before the order (int_attribution_paths)
 END_NODES = {"(drop-off)": "dropped", "(converted)": "converted", "(in progress)": "in_progress"}
 
 
@@ -253,6 +269,15 @@ class _Reader:
 
     def label(self, node: str | None) -> str | None:
         return self.names.get(node, node) if node is not None else None
+
+    def node_name(self, level: str, node: str) -> str:
+        """What a reader calls an attribution node: the touchpoint's name, or the
+        channel's."""
+        if node == NO_TOUCH:
+            return "No touch before the order"
+        if level == "touchpoint":
+            return self.label(node) or node
+        return CHANNEL_NAMES.get(node) or node.replace("_", " ").capitalize()
 
     def stages(self) -> list[dict[str, Any]]:
         return self.rows(
@@ -765,7 +790,7 @@ class _Reader:
 
     def attribution(self) -> dict[str, Any]:
         rows = self.rows(
-            "select attribution_model, level, node, conversions, removal_effect "
+            "select attribution_model, level, node, conversions, revenue, removal_effect "
             "from agg_attribution order by level, node"
         )
         levels: dict[str, dict[str, dict[str, Any]]] = {"channel": {}, "touchpoint": {}}
@@ -774,22 +799,30 @@ class _Reader:
                 r["node"],
                 {
                     "node": r["node"],
-                    "label": self.label(r["node"]) if r["level"] == "touchpoint" else r["node"],
+                    "label": self.node_name(r["level"], r["node"]),
                     "credits": dict.fromkeys(MODELS, 0.0),
+                    "revenue": dict.fromkeys(MODELS, 0.0),
                     "removal_effect": None,
                 },
             )
             entry["credits"][r["attribution_model"]] = float(r["conversions"])
+            entry["revenue"][r["attribution_model"]] = float(r["revenue"] or 0.0)
             if r["attribution_model"] == "markov":
                 entry["removal_effect"] = r["removal_effect"]
-        conversions = self.con.execute(
-            "select count(*) from fct_journeys where status = 'converted'"
-        ).fetchone()[0]
+        conversions, revenue = self.con.execute(
+            "select count(*), coalesce(sum(revenue), 0) from fct_journeys "
+            "where status = 'converted'"
+        ).fetchone()
         ordered = {
             level: sorted(nodes.values(), key=lambda n: (-n["credits"]["markov"], n["node"]))
             for level, nodes in levels.items()
         }
-        return {"models": list(MODELS), "conversions": int(conversions), **ordered}
+        return {
+            "models": list(MODELS),
+            "conversions": int(conversions),
+            "revenue": float(revenue),
+            **ordered,
+        }
 
     def ideal_path(self) -> dict[str, Any]:
         steps = self.rows("select step, stage, touchpoint_id, label from ideal_path order by step")
@@ -1037,7 +1070,7 @@ def summary_text(data: dict[str, Any], persona: str | None = None) -> str:
         for node in attribution[:5]:
             credits = node["credits"]
             lines.append(
-                f"  {node['label']:<16}{credits['markov']:>9.1f}{credits['last_touch']:>9.1f}"
+                f"  {node['label']:<26}{credits['markov']:>9.1f}{credits['last_touch']:>9.1f}"
             )
     ideal = data["ideal_path"]["summary"]
     if ideal["journeys"]:

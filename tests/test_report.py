@@ -513,3 +513,82 @@ def test_periods_compared_are_the_marts_sums_with_their_test(
     assert page.locator("#range-to").input_value() == periods[-1]
     assert opened.errors == []
     assert opened.requests == []
+
+
+# Every text of the Sankey, with its box in the page; and the pairs that overlap or the
+# texts that leave the chart (half a pixel of anti-aliasing allowed).
+SANKEY_TEXT_BOXES = """() => {
+  const svg = document.getElementById('sankey');
+  const frame = svg.getBoundingClientRect();
+  const boxes = [...svg.querySelectorAll('text')].map((t) => [t.textContent,
+    t.getBoundingClientRect()]);
+  const clipped = boxes.filter(([, r]) => r.left < frame.left - 0.5 ||
+    r.right > frame.right + 0.5 || r.top < frame.top - 0.5 || r.bottom > frame.bottom + 0.5)
+    .map(([name]) => name);
+  const overlaps = [];
+  boxes.forEach(([a, r], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+    if (r.left < q.right - 0.5 && q.left < r.right - 0.5 && r.top < q.bottom - 0.5 &&
+        q.top < r.bottom - 0.5) overlaps.push(`${a} / ${b}`);
+  }));
+  return { texts: boxes.length, clipped, overlaps,
+    nodes: svg.querySelectorAll('.sankey-node').length,
+    labelled: svg.querySelectorAll('.sankey-node text').length };
+}"""
+
+
+def test_sankey_labels_never_overlap_or_leave_the_chart(published: Settings, open_page) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    opened = open_page(path)
+    page = opened.page
+    for width in (1400, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        for level in ("stage", "touchpoint"):
+            page.click(f"label[for=sankey-level-{level}]")
+            boxes = page.evaluate(SANKEY_TEXT_BOXES)
+            assert boxes["overlaps"] == [] and boxes["clipped"] == [], (width, level, boxes)
+            # Labels are dropped only where a column has no room: most nodes keep theirs,
+            # and at the stage level every node does.
+            assert boxes["labelled"] >= 0.8 * boxes["nodes"] > 0, (width, level, boxes)
+            if level == "stage":
+                assert boxes["labelled"] == boxes["nodes"], boxes
+    assert opened.errors == []
+
+
+def test_attribution_shows_names_and_revenue(published: Settings, open_page) -> None:
+    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    opened = open_page(path)
+    page = opened.page
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        channels = con.execute(
+            "select node, revenue from agg_attribution where attribution_model = 'markov' "
+            "and level = 'channel'"
+        ).fetchall()
+        names = dict(
+            con.execute("select touchpoint_id, touchpoint_name from dim_touchpoints").fetchall()
+        )
+        touchpoint = con.execute(
+            "select node, revenue from agg_attribution where attribution_model = 'linear' "
+            "and level = 'touchpoint' and node in (select touchpoint_id from dim_touchpoints) "
+            "order by revenue desc limit 1"
+        ).fetchall()[0]
+    page.click("label[for=attribution-measure-revenue]")
+    rows = page.locator("#attribution-table tbody tr")
+    shown = {
+        rows.nth(i).get_attribute("data-node"): (
+            rows.nth(i).locator("td").first.inner_text(),
+            rows.nth(i).locator('td[data-model="markov"]').inner_text(),
+        )
+        for i in range(rows.count())
+    }
+    assert set(shown) == {node for node, _ in channels}
+    for node, revenue in channels:
+        name, value = shown[node]
+        # A reader's name, not the mart's key; revenue in whole units.
+        assert "_" not in name and name != node, (node, name)
+        assert value == f"{revenue:,.0f}", (node, value)
+    assert shown.get("direct", ("Direct visit",))[0] == "Direct visit"
+    page.click("label[for=attribution-level-touchpoint]")
+    row = page.locator(f'#attribution-table tr[data-node="{touchpoint[0]}"]')
+    assert row.locator("td").first.inner_text() == names[touchpoint[0]]
+    assert row.locator('td[data-model="linear"]').inner_text() == f"{touchpoint[1]:,.0f}"
+    assert opened.errors == []

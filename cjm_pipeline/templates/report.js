@@ -39,6 +39,12 @@
 
   const fmtInt = (v) => (num(v) === null ? DASH : intFormat.format(num(v)));
   const fmtOne = (v) => (num(v) === null ? DASH : oneFormat.format(num(v)));
+  const compactFormat = new Intl.NumberFormat(LOCALE, {
+    notation: "compact",
+    maximumFractionDigits: 1,
+  });
+  /** Axis ticks that stay short at any size: "250K", "1.2M". */
+  const fmtCompact = (v) => (num(v) === null ? DASH : compactFormat.format(num(v)));
   const fmtPct = (v) => (num(v) === null ? DASH : pctFormat.format(num(v)));
   const fmtHours = (v) => (num(v) === null ? "n/a" : `${oneFormat.format(num(v))} h`);
 
@@ -73,6 +79,24 @@
     const text = str(id).replace(/_/g, " ").trim();
     return text ? text.charAt(0).toUpperCase() + text.slice(1) : DASH;
   };
+  /** Text broken at spaces into lines of at most maxChars (a longer word is cut), the last
+      of maxLines lines ending in "…" when words remain. */
+  function wrapWords(text, maxChars, maxLines) {
+    const lines = [];
+    let line = "";
+    for (const word of str(text).split(/\s+/).filter(Boolean)) {
+      const next = line ? `${line} ${word}` : word;
+      if (next.length <= maxChars || !line) line = next;
+      else {
+        lines.push(line);
+        line = word;
+      }
+    }
+    if (line) lines.push(line);
+    const kept = lines.slice(0, maxLines).map((l) => truncate(l, maxChars));
+    if (lines.length > maxLines) kept[maxLines - 1] = `${kept[maxLines - 1].slice(0, maxChars - 1)}…`;
+    return kept;
+  }
   const truncate = (text, max) => (text.length > max ? `${text.slice(0, max - 1)}…` : text);
 
   // ---------------------------------------------------------------- DOM helpers
@@ -160,6 +184,7 @@
     persona: initialPersona(),
     sankeyLevel: "stage",
     attributionLevel: "channel",
+    attributionMeasure: "conversions",
     // The compared range of journey-start periods (period_start of its first and last).
     rangeFrom: null,
     rangeTo: null,
@@ -878,7 +903,17 @@
 
   // ---------------------------------------------------------------- Sankey
 
-  const SANKEY = { width: 1100, nodeWidth: 12, gap: 10, minHeight: 2, top: 26, bottom: 8 };
+  // labelWidth: room right of the last column for its labels; line: a label's height.
+  const SANKEY = {
+    width: 1100,
+    nodeWidth: 12,
+    gap: 10,
+    minHeight: 2,
+    top: 26,
+    bottom: 8,
+    labelWidth: 170,
+    line: 14,
+  };
   const END_ORDER = { converted: 0, in_progress: 1, dropped: 2 };
 
   function nodeColour(node) {
@@ -962,7 +997,7 @@
         .filter((c) => c.length)
         .map((c) => (inner - SANKEY.gap * (c.length - 1)) / c.reduce((t, n) => t + n.value, 0)),
     );
-    const usable = SANKEY.width - 2 * 8 - SANKEY.nodeWidth;
+    const usable = SANKEY.width - 8 - SANKEY.labelWidth - SANKEY.nodeWidth;
     const xOf = (step) => 8 + (maxStep ? (step / maxStep) * usable : usable / 2);
 
     const place = (column) => {
@@ -1020,9 +1055,7 @@
         y += l.value * scale;
       }
     }
-    // Labels may use about one column's width, so long runs of steps still read.
-    const labelChars = Math.max(6, Math.floor((usable / Math.max(1, maxStep) - 16) / 6.2) - 5);
-    return { nodes: used, links, maxStep, height, xOf, labelChars };
+    return { nodes: used, links, maxStep, height, xOf };
   }
 
   function renderSankey() {
@@ -1038,17 +1071,10 @@
     svg.setAttribute("viewBox", `0 0 ${SANKEY.width} ${layout.height}`);
 
     for (let step = 0; step <= layout.maxStep; step++) {
-      const x = layout.xOf(step) + SANKEY.nodeWidth / 2;
-      const anchor = step === 0 ? "start" : step === layout.maxStep ? "end" : "middle";
       svg.append(
         s(
           "text",
-          {
-            class: "step-label",
-            x: step === 0 ? layout.xOf(0) : step === layout.maxStep ? x + SANKEY.nodeWidth / 2 : x,
-            y: 14,
-            "text-anchor": anchor,
-          },
+          { class: "step-label", x: layout.xOf(step), y: 14 },
           step === 0 ? "Start" : `Step ${step}`,
         ),
       );
@@ -1091,9 +1117,6 @@
 
     const nodeGroup = s("g", { class: "sankey-nodes" });
     for (const n of layout.nodes) {
-      // Labels go right of the node, except in the last column where they go left.
-      const right = n.step < layout.maxStep;
-      const showLabel = n.h >= 9;
       nodeGroup.append(
         s(
           "g",
@@ -1105,22 +1128,69 @@
           },
           s("rect", { x: n.x, y: n.y, width: SANKEY.nodeWidth, height: n.h, fill: nodeColour(n) }),
           s("title", {}, `${n.name} (step ${n.step}): ${fmtInt(n.value)} journeys`),
-          showLabel
-            ? s(
-                "text",
-                {
-                  x: right ? n.x + SANKEY.nodeWidth + 4 : n.x - 4,
-                  y: n.y + n.h / 2,
-                  "dominant-baseline": "middle",
-                  "text-anchor": right ? "start" : "end",
-                },
-                `${truncate(n.name, layout.labelChars)} ${fmtInt(n.value)}`,
-              )
-            : null,
         ),
       );
     }
     svg.append(nodeGroup);
+    placeSankeyLabels(nodeGroup, layout);
+  }
+
+  /** Labels right of each node that never overlap one another, the step headings or the
+      next column, and never leave the chart. Per column, labels are stacked a line apart
+      as near their node's centre as the others allow; where a column has no room for
+      all, the smallest nodes go unlabelled (their name stays in the node's tooltip), and
+      a label displaced beyond its node is dropped rather than pointing at a neighbour. A
+      name too long for the room to the next column is shortened with "…" (measured in
+      the browser, so any font fits). */
+  function placeSankeyLabels(group, layout) {
+    const line = SANKEY.line;
+    const minY = SANKEY.top + line / 2;
+    const maxY = layout.height - line / 2;
+    const byStep = new Map();
+    for (const n of layout.nodes) {
+      if (!byStep.has(n.step)) byStep.set(n.step, []);
+      byStep.get(n.step).push(n);
+    }
+    const stack = (labelled) => {
+      const ys = labelled.map((n) => Math.min(maxY, Math.max(minY, n.y + n.h / 2)));
+      for (let i = 1; i < ys.length; i++) ys[i] = Math.max(ys[i], ys[i - 1] + line);
+      if (ys.length) ys[ys.length - 1] = Math.min(ys[ys.length - 1], maxY);
+      for (let i = ys.length - 2; i >= 0; i--) ys[i] = Math.min(ys[i], ys[i + 1] - line);
+      return ys;
+    };
+    for (const [step, column] of byStep) {
+      let labelled = column.slice().sort((a, b) => a.y - b.y);
+      let ys = stack(labelled);
+      // Too far from its node (beyond its edge by more than a line), or pushed above the
+      // top: the smallest such node loses its label, and the column is stacked again.
+      const misplaced = () =>
+        labelled.filter(
+          (n, i) => ys[i] < minY - 0.01 || Math.abs(ys[i] - (n.y + n.h / 2)) > n.h / 2 + line,
+        );
+      for (let bad = misplaced(); bad.length; bad = misplaced()) {
+        const smallest = bad.reduce((a, b) => (b.value < a.value ? b : a));
+        labelled = labelled.filter((n) => n !== smallest);
+        ys = stack(labelled);
+      }
+      const x = layout.xOf(step) + SANKEY.nodeWidth + 4;
+      const room = (step < layout.maxStep ? layout.xOf(step + 1) : SANKEY.width) - x - 4;
+      labelled.forEach((n, i) => {
+        const count = ` ${fmtInt(n.value)}`;
+        const text = s(
+          "text",
+          { x, y: ys[i], "dominant-baseline": "middle", class: "node-label" },
+          `${n.name}${count}`,
+        );
+        const g = group.querySelector(`g[data-node="${CSS.escape(n.id)}"]`);
+        (g || group).append(text);
+        let chars = n.name.length;
+        while (chars > 1 && text.getComputedTextLength() > room) {
+          chars -= 1;
+          text.textContent = `${truncate(n.name, chars)}${count}`;
+        }
+        if (text.getComputedTextLength() > room) text.remove();
+      });
+    }
   }
 
   function renderSankeyLegend() {
@@ -1719,22 +1789,31 @@
     return info[model] || [humanise(model), ""];
   }
 
+  /** The measure credited: conversions (one decimal) or revenue (whole units). */
+  function attributionMeasure() {
+    return state.attributionMeasure === "revenue"
+      ? { key: "revenue", unit: "revenue", format: fmtInt }
+      : { key: "credits", unit: "conversions", format: fmtOne };
+  }
+
   function renderAttribution() {
     const attribution = obj(DATA.attribution);
     const models = list(attribution.models).map(String);
     const rows = list(attribution[state.attributionLevel]);
+    const measure = attributionMeasure();
     const levelName = state.attributionLevel === "channel" ? "Channel" : "Touchpoint";
     byId("attribution-note").textContent =
-      `${fmtInt(attribution.conversions)} conversions credited to each ` +
-      `${levelName.toLowerCase()} under ${models.length || "no"} models, for all customers. ` +
-      "The highest credit of each model is highlighted.";
+      (measure.key === "revenue"
+        ? `${fmtInt(attribution.revenue)} of revenue (the orders' value, in their currency) ` +
+          `from ${fmtInt(attribution.conversions)} conversions`
+        : `${fmtInt(attribution.conversions)} conversions`) +
+      ` credited to each ${levelName.toLowerCase()} under ${models.length || "no"} models, ` +
+      "for all customers. The highest credit of each model is highlighted.";
 
+    const value = (r, m) => num(obj(r[measure.key])[m]);
     // The largest credit per model, to highlight; ties highlight every holder.
     const best = new Map(
-      models.map((m) => [
-        m,
-        Math.max(-Infinity, ...rows.map((r) => num(obj(r.credits)[m]) ?? -Infinity)),
-      ]),
+      models.map((m) => [m, Math.max(-Infinity, ...rows.map((r) => value(r, m) ?? -Infinity))]),
     );
     const hasRemoval = rows.some((r) => num(r.removal_effect) !== null);
     const headers = [[levelName, false], ...models.map((m) => [modelInfo(m)[0], true])];
@@ -1743,15 +1822,14 @@
       byId("attribution-table"),
       headers,
       rows.map((r) => {
-        const credits = obj(r.credits);
         return h(
           "tr",
           { "data-node": str(r.node) },
           h("td", {}, str(r.label, str(r.node))),
           models.map((m) => {
-            const v = num(credits[m]);
+            const v = value(r, m);
             const top = v !== null && v === best.get(m) && rows.length > 1;
-            return h("td", { class: top ? "num best" : "num", "data-model": m }, fmtOne(v));
+            return h("td", { class: top ? "num best" : "num", "data-model": m }, measure.format(v));
           }),
           hasRemoval ? h("td", { class: "num" }, fmtPct(r.removal_effect)) : null,
         );
@@ -1764,15 +1842,15 @@
       const [name, text] = modelInfo(m);
       notes.append(h("dt", {}, name), h("dd", {}, text));
     }
-    renderAttributionChart(models, rows);
+    renderAttributionChart(models, rows, measure);
   }
 
   /** Grouped bars: one group per channel or touchpoint, one bar per model. */
-  function renderAttributionChart(models, rows) {
+  function renderAttributionChart(models, rows, measure) {
     const svg = clear(byId("attribution-chart"));
     const legend = clear(byId("attribution-legend"));
     const width = 1100;
-    const height = 250;
+    const height = 280;
     if (!rows.length || !models.length) {
       svg.setAttribute("viewBox", `0 0 ${width} 40`);
       svg.append(s("text", { x: 8, y: 24, class: "axis-label" }, "No attribution to chart."));
@@ -1792,16 +1870,16 @@
         ),
       ),
     );
-    const m = { left: 56, right: 10, top: 10, bottom: 36 };
+    const m = { left: 56, right: 10, top: 10, bottom: 62 };
     const plotW = width - m.left - m.right;
     const plotH = height - m.top - m.bottom;
-    const values = rows.flatMap((r) => models.map((mo) => num(obj(r.credits)[mo]) ?? 0));
+    const values = rows.flatMap((r) => models.map((mo) => num(obj(r[measure.key])[mo]) ?? 0));
     const top = Math.max(...values, 0) || 1;
-    // A round axis maximum: 1, 2 or 5 times a power of ten.
+    // A round axis maximum that splits into four round ticks.
     const power = 10 ** Math.floor(Math.log10(top));
-    const yMax = [1, 2, 5, 10].map((f) => f * power).find((v) => v >= top) || top;
+    const yMax = [1, 2, 4, 6, 8, 10].map((f) => f * power).find((v) => v >= top) || top;
     const yOf = (v) => m.top + plotH - (Math.max(0, v) / yMax) * plotH;
-    yGrid(svg, { ticks: 4, yMax, yOf, x1: m.left, x2: width - m.right, format: fmtInt });
+    yGrid(svg, { ticks: 4, yMax, yOf, x1: m.left, x2: width - m.right, format: fmtCompact });
     const groupW = plotW / rows.length;
     const barW = Math.max(2, Math.min(18, (groupW * 0.8) / models.length));
     rows.forEach((r, gi) => {
@@ -1809,7 +1887,7 @@
       const label = str(r.label, str(r.node));
       const group = s("g", { class: "bar-group", "data-node": str(r.node) });
       models.forEach((mo, bi) => {
-        const v = num(obj(r.credits)[mo]);
+        const v = num(obj(r[measure.key])[mo]);
         if (v === null) return;
         group.append(
           s(
@@ -1821,7 +1899,7 @@
               height: Math.max(0, m.top + plotH - yOf(v)),
               fill: MODEL_COLOURS[bi % MODEL_COLOURS.length],
             },
-            s("title", {}, `${label}, ${modelInfo(mo)[0]}: ${fmtOne(v)} conversions`),
+            s("title", {}, `${label}, ${modelInfo(mo)[0]}: ${measure.format(v)} ${measure.unit}`),
           ),
         );
       });
@@ -1834,7 +1912,10 @@
             y: height - m.bottom + 16,
             "text-anchor": "middle",
           },
-          truncate(label, Math.max(4, Math.floor(groupW / 7))),
+          // Words wrap onto up to three lines within the group's width.
+          wrapWords(label, Math.max(4, Math.floor(groupW / 7)), 3).map((line, li) =>
+            s("tspan", { x: m.left + gi * groupW + groupW / 2, dy: li ? 13 : 0 }, line),
+          ),
           s("title", {}, label),
         ),
       );
@@ -2034,6 +2115,9 @@
     safely("variants", renderVariants);
   });
   wireToggle("attribution-level", "attributionLevel", () =>
+    safely("attribution", renderAttribution),
+  );
+  wireToggle("attribution-measure", "attributionMeasure", () =>
     safely("attribution", renderAttribution),
   );
   for (const [id, key] of [
