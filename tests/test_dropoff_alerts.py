@@ -8,9 +8,14 @@ import importlib.util
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
+from cjm_pipeline.publish import publish
+from cjm_pipeline.report import alert_rows, report_data, summary_text, write_report
+from cjm_pipeline.validate import validate_marts
+from tests.conftest import RUN_DATE, quiet
 from tests.test_dropoff_drivers import fisher_two_sided
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "marts" / "agg_dropoff_alerts.py"
@@ -82,3 +87,51 @@ def test_a_rise_must_be_significant_and_large_enough() -> None:
     ].any()
     # A month grain: September (ends 10-01, +30 = 10-31) is not settled on 10-29.
     assert module.alerts(FUNNEL, date(2026, 10, 29), "month", 30, 90, 0.05, 0.05, 30).empty
+
+
+def test_an_alert_is_a_gate_warning_a_summary_line_and_a_banner_in_the_map(
+    built, tmp_path: Path, open_page
+) -> None:
+    """An alert row in the built database (the model's own output is checked above) goes
+    through the marts gate as a warning that does not stop the night, is served, and
+    reaches `cjm summary`, the query the DAG's asset event carries, and the map."""
+    root = tmp_path / "night"
+    build = root / "build" / "cjm.duckdb"
+    build.parent.mkdir(parents=True)
+    build.write_bytes(built.build_path.read_bytes())
+    settings = built.model_copy(
+        update={"build_path": build, "warehouse_path": root / "warehouse" / "cjm.duckdb"}
+    )
+    p = fisher_two_sided(40, 60, 20, 80)
+    with duckdb.connect(str(build)) as con:
+        assert con.execute("select count(*) from agg_dropoff_alerts where is_alert").fetchall()[
+            0
+        ] == (0,)
+        con.execute(
+            "insert into agg_dropoff_alerts values ('consideration', 2, 'week', "
+            "date '2026-10-05', date '2026-09-28', 100, 40, 0.4, 100, 20, 0.2, 0.2, ?, true)",
+            [p],
+        )
+
+    report = validate_marts(settings, build, None, docs=False)
+    assert report.success, "\n".join(map(str, report.critical_failures))
+    [warning] = [r for r in report.warnings if r.suite == "marts_agg_dropoff_alerts"]
+    assert warning.observed == 1  # the one alert row
+    assert "rose significantly" in warning.note
+
+    publish(settings, RUN_DATE, 1, progress=quiet)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        [served] = alert_rows(con)
+    assert (served["stage"], served["journeys_known"], served["p_value"]) == (
+        "consideration",
+        100,
+        pytest.approx(p),
+    )
+    text = summary_text(report_data(settings))
+    assert "alerts:\n  consideration drop-off rose from 20.0% to 40.0%" in text, text
+
+    opened = open_page(write_report(settings))
+    banner = opened.page.locator('#alerts li[data-stage="consideration"]')
+    assert banner.count() == 1
+    assert "Consideration drop-off rose from 20.0% to 40.0%" in banner.inner_text()
+    assert opened.errors == []

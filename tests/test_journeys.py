@@ -293,3 +293,28 @@ def test_full_refresh_equals_seven_incremental_nights(sample, tmp_path) -> None:
     # Some customer ids disappeared on the way: later events merged them into others.
     merged_away = set.union(*customer_ids[:-1]) - customer_ids[-1]
     assert merged_away
+
+
+def test_every_column_has_a_type_even_in_an_empty_table(built) -> None:
+    # The 12-day sample has no pair of settled weeks, so agg_dropoff_alerts is empty: its
+    # columns must still be DATE, BIGINT, ... and not DuckDB's NULL type, which a BI tool
+    # cannot filter or chart.
+    with duckdb.connect(str(built.build_path), read_only=True) as con:
+        untyped = con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where data_type like '%NULL%'"
+        ).fetchall()
+        alerts = con.execute("select count(*) from agg_dropoff_alerts").fetchall()[0][0]
+        kinds = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_name = 'agg_dropoff_alerts'"
+            ).fetchall()
+        )
+    assert untyped == []
+    assert alerts == 0
+    assert (kinds["period_start"], kinds["journeys_known"], kinds["p_value"]) == (
+        "DATE",
+        "BIGINT",
+        "DOUBLE",
+    )

@@ -233,6 +233,23 @@
     for (const [label, value] of parts) meta.append(h("span", {}, `${label} ${value}`));
   }
 
+  /** Stages whose drop-off rose significantly between the two latest settled periods
+      (agg_dropoff_alerts, for all customers); nothing is shown when none did. */
+  function renderAlerts() {
+    const node = clear(byId("alerts"));
+    for (const alert of list(DATA.alerts)) {
+      node.append(
+        h(
+          "li",
+          { "data-stage": str(alert.stage) },
+          h("strong", {}, "Alert: "),
+          `${stageLabel(alert.stage)} ${str(alert.text).replace(/^\S+ /, "")}`,
+        ),
+      );
+    }
+    node.hidden = !node.children.length;
+  }
+
   function renderPersonaSelect() {
     const select = clear(byId("persona-select"));
     const seen = new Set();
@@ -2108,6 +2125,7 @@
   }
 
   safely("header", renderHeader);
+  safely("alerts", renderAlerts);
   safely("persona selector", renderPersonaSelect);
   safely("persona views", renderPersona);
   wireToggle("sankey-level", "sankeyLevel", () => {

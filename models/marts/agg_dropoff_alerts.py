@@ -121,16 +121,44 @@ def alerts(
     return frame.sort_values("stage_order").reset_index(drop=True)
 
 
+def _typed(frame: pd.DataFrame):
+    """The frame as an Arrow table of fixed column types, so that a night without any
+    settled pair of periods still writes DATE, BIGINT and DOUBLE columns (an empty
+    pandas frame would leave DuckDB columns of type NULL for a BI tool to trip on)."""
+    import pyarrow as pa
+
+    types = {
+        "stage": pa.string(),
+        "stage_order": pa.int64(),
+        "period_grain": pa.string(),
+        "period_start": pa.date32(),
+        "previous_period_start": pa.date32(),
+        "journeys_known": pa.int64(),
+        "journeys_dropped": pa.int64(),
+        "drop_off_rate": pa.float64(),
+        "previous_journeys_known": pa.int64(),
+        "previous_journeys_dropped": pa.int64(),
+        "previous_drop_off_rate": pa.float64(),
+        "rate_change": pa.float64(),
+        "p_value": pa.float64(),
+        "is_alert": pa.bool_(),
+    }
+    schema = pa.schema([(name, types[name]) for name in COLUMNS])
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
 def model(dbt, session):
     dbt.config(materialized="table")
     funnel = dbt.ref("agg_stage_funnel").df()
-    return alerts(
-        funnel,
-        date.fromisoformat(str(dbt.config.get("run_date"))),
-        str(dbt.config.get("period_grain")),
-        int(dbt.config.get("gap_days")),
-        int(dbt.config.get("window_days")),
-        float(dbt.config.get("rise")),
-        float(dbt.config.get("alpha")),
-        int(dbt.config.get("min_journeys")),
+    return _typed(
+        alerts(
+            funnel,
+            date.fromisoformat(str(dbt.config.get("run_date"))),
+            str(dbt.config.get("period_grain")),
+            int(dbt.config.get("gap_days")),
+            int(dbt.config.get("window_days")),
+            float(dbt.config.get("rise")),
+            float(dbt.config.get("alpha")),
+            int(dbt.config.get("min_journeys")),
+        )
     )
