@@ -267,6 +267,15 @@ class _Reader:
     def has_table(self, name: str) -> bool:
         return has_table(self.con, name)
 
+    def has_column(self, table: str, column: str) -> bool:
+        return bool(
+            self.con.execute(
+                "select count(*) from information_schema.columns "
+                "where table_name = ? and column_name = ?",
+                [table, column],
+            ).fetchall()[0][0]
+        )
+
     def label(self, node: str | None) -> str | None:
         return self.names.get(node, node) if node is not None else None
 
@@ -401,6 +410,21 @@ class _Reader:
                 view["pain_points"].append(recovery)
             said = voice.get(view["stage"], {})
             view["quotes"] = said.get("quotes", [])
+            _said_at_touchpoints(view["pain_points"], said.get("touchpoints", {}))
+            if said.get("lost_quotes"):
+                who = (
+                    "buyers who lapsed here had said"
+                    if view["stage"] in post_purchase
+                    else "customers lost here had said"
+                )
+                view["pain_points"].append(
+                    {
+                        "kind": "lost_voice",
+                        "text": f"{who}: " + " · ".join(_quoted(q) for q in said["lost_quotes"]),
+                        "value": None,
+                        "quotes": said["lost_quotes"],
+                    }
+                )
             if said.get("negative_terms"):
                 terms = ", ".join(f"“{t}”" for t in said["negative_terms"])
                 view["pain_points"].append(
@@ -483,25 +507,50 @@ class _Reader:
 
     def voice(self) -> dict[str, dict[str, Any]]:
         """Per stage, what customers said: the terms that set negative texts apart
-        (agg_voice_themes) and the most negative and most positive quote
-        (agg_voice_quotes), over the stage as a whole. Everyone's only: the marts are
-        not split by persona."""
+        (agg_voice_themes), the most negative and most positive quote (agg_voice_quotes)
+        over the stage as a whole, what the customers the stage lost had said, and per
+        touchpoint its negative terms and most negative quote. Everyone's only: the
+        marts are not split by persona."""
         said: dict[str, dict[str, Any]] = {}
         if self.has_table("agg_voice_themes"):
             for row in self.rows(
-                "select stage, list(term order by theme_rank) as terms from agg_voice_themes "
-                "where touchpoint_id = '(all)' and polarity = 'negative' and theme_rank <= ? "
-                "group by stage",
+                "select stage, touchpoint_id, list(term order by theme_rank) as terms "
+                "from agg_voice_themes where polarity = 'negative' and theme_rank <= ? "
+                "group by stage, touchpoint_id",
                 [TOP_TERMS],
             ):
-                said.setdefault(row["stage"], {})["negative_terms"] = row["terms"]
-        if self.has_table("agg_voice_quotes"):
+                stage = said.setdefault(row["stage"], {})
+                if row["touchpoint_id"] == "(all)":
+                    stage["negative_terms"] = row["terms"]
+                else:
+                    place = stage.setdefault("touchpoints", {}).setdefault(row["touchpoint_id"], {})
+                    place["negative_terms"] = row["terms"]
+        if not self.has_table("agg_voice_quotes"):
+            return said
+        # A snapshot from before the 'lost' cut has every row as speakers 'all'.
+        split = self.has_column("agg_voice_quotes", "speakers")
+        everyone = "speakers = 'all' and " if split else ""
+        for row in self.rows(
+            "select stage, touchpoint_id, polarity, quote, rating, "
+            "cast(said_on as varchar) as said_on from agg_voice_quotes "
+            f"where {everyone}quote_rank = 1 order by stage, touchpoint_id, polarity"
+        ):
+            stage = said.setdefault(row.pop("stage"), {})
+            place = row.pop("touchpoint_id")
+            if place == "(all)":
+                stage.setdefault("quotes", []).append(row)
+            elif row["polarity"] == "negative":
+                stage.setdefault("touchpoints", {}).setdefault(place, {})["quote"] = row
+        if split:
+            # What the lost had said: their most negative texts first, two at most.
             for row in self.rows(
                 "select stage, polarity, quote, rating, cast(said_on as varchar) as said_on "
-                "from agg_voice_quotes where touchpoint_id = '(all)' and quote_rank = 1 "
-                "order by stage, polarity"
+                "from agg_voice_quotes where speakers = 'lost' and quote_rank <= 2 "
+                "order by stage, polarity = 'positive', quote_rank"
             ):
-                said.setdefault(row["stage"], {}).setdefault("quotes", []).append(row)
+                lost = said.setdefault(row.pop("stage"), {}).setdefault("lost_quotes", [])
+                if len(lost) < 2:
+                    lost.append(row)
         return said
 
     def dropoff_paths(self, persona: str) -> dict[str, dict[str, Any]]:
@@ -920,6 +969,7 @@ def _pain_points(
                     "text": f"{top['lost_journeys']:,} {what} "
                     f"{top['name']} (exit rate {_percent(top['exit_rate'])})",
                     "value": top["exit_rate"],
+                    "touchpoint_id": top["touchpoint_id"],
                 }
             )
         felt = emotion.get(s["stage"], {}).get("touchpoints", {})
@@ -932,6 +982,7 @@ def _pain_points(
                     "kind": "low_rating",
                     "text": f"{names.get(key, key)} rated {value:.1f} of 5",
                     "value": value,
+                    "touchpoint_id": key,
                 }
             )
         elif negative and min(negative)[0] < 0:
@@ -941,8 +992,34 @@ def _pain_points(
                     "kind": "negative_sentiment",
                     "text": f"negative words on {names.get(key, key)} (sentiment {value:+.2f})",
                     "value": value,
+                    "touchpoint_id": key,
                 }
             )
+
+
+def _quoted(quote: dict[str, Any]) -> str:
+    """A quote as the map prints it: “text” (★2, 2026-10-03)."""
+    about = [f"★{int(quote['rating'])}" if quote.get("rating") is not None else None]
+    about.append(quote.get("said_on"))
+    shown = ", ".join(a for a in about if a)
+    return f"“{quote['quote']}”" + (f" ({shown})" if shown else "")
+
+
+def _said_at_touchpoints(points: list[dict[str, Any]], said: dict[str, dict[str, Any]]) -> None:
+    """A pain point on a touchpoint comes with what customers said there: the words that
+    set its negative texts apart, and its most negative quote."""
+    for point in points:
+        place = said.get(point.get("touchpoint_id") or "")
+        if not place:
+            continue
+        parts = []
+        if place.get("negative_terms"):
+            parts.append("words: " + ", ".join(f"“{t}”" for t in place["negative_terms"]))
+        if place.get("quote"):
+            parts.append(f"worst: {_quoted(place['quote'])}")
+            point["quote"] = place["quote"]
+        if parts:
+            point["text"] += "; said there, " + "; ".join(parts)
 
 
 # How a driver reads: the journeys that had the factor, in words.

@@ -361,7 +361,21 @@ def test_report_shows_times_to_the_next_stage_and_the_drivers(
     with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
         quotes = con.execute(
             "select stage, polarity, quote from agg_voice_quotes "
-            "where touchpoint_id = '(all)' and quote_rank = 1"
+            "where speakers = 'all' and touchpoint_id = '(all)' and quote_rank = 1"
+        ).fetchall()
+    # What the customers each stage lost had said, from their journeys' texts in the
+    # build (read here from the events, not from the mart): most negative first, the
+    # newer text on a tie.
+    with duckdb.connect(str(published.build_path), read_only=True) as con:
+        lost = con.execute(
+            "select j.stage, e.text, s.sentiment_score from int_journey_stages j "
+            "join fct_journey_events e using (journey_id) "
+            "join int_text_sentiment s using (event_id) "
+            "where j.outcome = 'dropped' and j.population in ('known', 'anonymous') "
+            "and s.sentiment_label in ('negative', 'positive') and trim(e.text) != '' "
+            "order by j.stage, s.sentiment_label = 'positive', "
+            "case when s.sentiment_label = 'negative' then s.sentiment_score "
+            "else -s.sentiment_score end, e.occurred_at desc, e.event_id"
         ).fetchall()
     assert quotes
     for stage, polarity, quote in quotes:
@@ -370,6 +384,15 @@ def test_report_shows_times_to_the_next_stage_and_the_drivers(
         text = shown.inner_text()
         assert f"“{quote}”" in text
         assert not re.search(r"[\w.+-]+@[\w-]+\.\w+|@(?!\[)\w", text), text
+    first_lost = {}
+    for stage, text, _ in lost:
+        first_lost.setdefault(stage, text)
+    assert first_lost
+    shown_lost = page.locator('.cell-pain li[data-kind="lost_voice"]')
+    assert shown_lost.count() == len([s for s in first_lost if s in STAGES])
+    for stage, text in first_lost.items():
+        item = page.locator(f'[data-stage="{stage}"] .cell-pain li[data-kind="lost_voice"]')
+        assert f"had said: “{text.strip()[:199]}" in item.inner_text(), (stage, text)
     assert opened.errors == []
     assert opened.requests == []
 

@@ -648,6 +648,7 @@
     driver: "⚑",
     last_steps: "⋯",
     voice: "❝",
+    lost_voice: "❝",
     recovery: "↺",
   };
 
