@@ -345,8 +345,9 @@ class _Reader:
         touchpoints = self.touchpoints(where, params, post_purchase)
         emotion = self.emotion(where, params)
         actions = self.actions(where, params)
-        opportunities = self.opportunities(touchpoints, post_purchase)
         drivers = self.drivers(persona)
+        dropped = {s: int(r.get("dropped") or 0) for s, r in funnel.items()}
+        opportunities = self.opportunities(touchpoints, post_purchase, dropped, drivers)
         durations = self.durations(persona)
         stage_views = []
         for stage in stages:
@@ -696,10 +697,23 @@ class _Reader:
         return out
 
     def opportunities(
-        self, touchpoints: list[dict[str, Any]], post_purchase: set[str]
+        self,
+        touchpoints: list[dict[str, Any]],
+        post_purchase: set[str],
+        dropped: dict[str, int],
+        drivers: dict[str, list[dict[str, Any]]],
     ) -> list[dict[str, Any]]:
+        """The touchpoints most journeys ended after, with what the data says of each:
+        its share of the stage's drops, and how much more often journeys that touched it
+        dropped when that is a significant driver (agg_dropoff_drivers)."""
         lost = [t for t in touchpoints if t["lost_journeys"] > 0]
         lost.sort(key=lambda t: (-t["lost_journeys"], t["stage"], t["touchpoint_id"]))
+        touched = {
+            (stage, d["level"]): d
+            for stage, rows in drivers.items()
+            for d in rows
+            if d["factor"] == "touchpoint"
+        }
         return [
             {
                 "rank": rank,
@@ -708,25 +722,48 @@ class _Reader:
                 "name": t["name"],
                 "lost_journeys": t["lost_journeys"],
                 "exit_rate": t["exit_rate"],
-                "text": self._opportunity(t, t["stage"] in post_purchase),
+                "text": self._opportunity(
+                    t,
+                    t["stage"] in post_purchase,
+                    dropped.get(t["stage"], 0),
+                    touched.get((t["stage"], t["touchpoint_id"])),
+                ),
             }
             for rank, t in enumerate(lost[:TOP_OPPORTUNITIES], start=1)
         ]
 
-    def _opportunity(self, t: dict[str, Any], after_order: bool) -> str:
+    def _opportunity(
+        self,
+        t: dict[str, Any],
+        after_order: bool,
+        stage_dropped: int,
+        driver: dict[str, Any] | None,
+    ) -> str:
         share = f"{_percent(t['exit_rate'])} of those touching it"
+        of_stage = (
+            f"; {_percent(_rate(t['lost_journeys'], stage_dropped))} of the stage's "
+            + ("lapses" if after_order else "drops")
+            if stage_dropped
+            else ""
+        )
+        more = (
+            f"; journeys that touched it dropped {float(driver['lift']):.1f}x as often as "
+            "those that did not"
+            if driver is not None
+            else ""
+        )
         if not after_order:
             return (
                 f"{t['lost_journeys']:,} journeys ended after {t['name']} at {t['stage']}"
-                f" ({share}): keep them going"
+                f" ({share}{of_stage}){more}"
             )
         # After the order nobody is lost at a touchpoint: a buyer lapsed, and this was
         # the last thing they did before the return window passed.
         window = f"{self.return_window_days} days" if self.return_window_days else "the window"
         return (
-            f"{t['lost_journeys']:,} buyers lapsed after {t['name']} ({share}): no repeat "
-            f"order, recommendation or loyalty action within {window} of their order; "
-            "give them a reason to come back"
+            f"{t['lost_journeys']:,} buyers lapsed after {t['name']} ({share}{of_stage}): "
+            f"no repeat order, recommendation or loyalty action within {window} of their "
+            f"order{more}"
         )
 
     def dropoff_over_time(self, where: str, params: list[Any]) -> list[dict[str, Any]]:

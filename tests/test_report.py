@@ -615,3 +615,25 @@ def test_attribution_shows_names_and_revenue(published: Settings, open_page) -> 
     assert row.locator("td").first.inner_text() == names[touchpoint[0]]
     assert row.locator('td[data-model="linear"]').inner_text() == f"{touchpoint[1]:,.0f}"
     assert opened.errors == []
+
+
+def test_opportunities_say_their_share_of_the_stage_drops(published: Settings) -> None:
+    view = report_data(published)["views"]["all"]
+    funnel = mart_funnel(published)
+    with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        drivers = {
+            (stage, touchpoint): lift
+            for stage, touchpoint, lift in con.execute(
+                "select stage, level, lift from agg_dropoff_drivers where persona_scope = 'all' "
+                "and factor = 'touchpoint' and is_significant and direction = 'more_drop'"
+            ).fetchall()
+        }
+    before_order = [o for o in view["opportunities"] if o["stage"] in STAGES[:3]]
+    assert before_order
+    for o in before_order:
+        share = o["lost_journeys"] / funnel[o["stage"]][1]
+        assert f"; {share:.1%} of the stage's drops" in o["text"], o["text"]
+        lift = drivers.get((o["stage"], o["touchpoint_id"]))
+        said = "journeys that touched it dropped"
+        assert (f"{said} {lift:.1f}x as often" in o["text"]) if lift else said not in o["text"]
+        assert "keep them going" not in o["text"]
