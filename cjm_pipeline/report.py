@@ -346,8 +346,7 @@ class _Reader:
         emotion = self.emotion(where, params)
         actions = self.actions(where, params)
         drivers = self.drivers(persona)
-        dropped = {s: int(r.get("dropped") or 0) for s, r in funnel.items()}
-        opportunities = self.opportunities(touchpoints, post_purchase, dropped, drivers)
+        opportunities = self.opportunities(touchpoints, post_purchase, drivers)
         durations = self.durations(persona)
         stage_views = []
         for stage in stages:
@@ -700,13 +699,19 @@ class _Reader:
         self,
         touchpoints: list[dict[str, Any]],
         post_purchase: set[str],
-        dropped: dict[str, int],
         drivers: dict[str, list[dict[str, Any]]],
     ) -> list[dict[str, Any]]:
         """The touchpoints most journeys ended after, with what the data says of each:
-        its share of the stage's drops, and how much more often journeys that touched it
-        dropped when that is a significant driver (agg_dropoff_drivers)."""
+        its share of the lost journeys whose last touch was at the same stage, and how
+        much more often journeys that touched it dropped when that is a significant
+        driver (agg_dropoff_drivers)."""
         lost = [t for t in touchpoints if t["lost_journeys"] > 0]
+        # A journey's last touch can sit at an earlier stage than the one it dropped at
+        # (a discovery email as the last thing a considering customer did), so the
+        # share is of the journeys lost after a touch of the stage, not of its drops.
+        lost_after = {}
+        for t in lost:
+            lost_after[t["stage"]] = lost_after.get(t["stage"], 0) + t["lost_journeys"]
         lost.sort(key=lambda t: (-t["lost_journeys"], t["stage"], t["touchpoint_id"]))
         touched = {
             (stage, d["level"]): d
@@ -725,7 +730,7 @@ class _Reader:
                 "text": self._opportunity(
                     t,
                     t["stage"] in post_purchase,
-                    dropped.get(t["stage"], 0),
+                    lost_after[t["stage"]],
                     touched.get((t["stage"], t["touchpoint_id"])),
                 ),
             }
@@ -736,15 +741,14 @@ class _Reader:
         self,
         t: dict[str, Any],
         after_order: bool,
-        stage_dropped: int,
+        lost_at_stage: int,
         driver: dict[str, Any] | None,
     ) -> str:
         share = f"{_percent(t['exit_rate'])} of those touching it"
         of_stage = (
-            f"; {_percent(_rate(t['lost_journeys'], stage_dropped))} of the stage's "
-            + ("lapses" if after_order else "drops")
-            if stage_dropped
-            else ""
+            f"; the last touch of {_percent(_rate(t['lost_journeys'], lost_at_stage))} of "
+            + ("the buyers who lapsed after a " if after_order else "the journeys lost after a ")
+            + f"{t['stage']} touch"
         )
         more = (
             f"; journeys that touched it dropped {float(driver['lift']):.1f}x as often as "

@@ -617,10 +617,17 @@ def test_attribution_shows_names_and_revenue(published: Settings, open_page) -> 
     assert opened.errors == []
 
 
-def test_opportunities_say_their_share_of_the_stage_drops(published: Settings) -> None:
+def test_opportunities_say_their_share_of_the_journeys_lost_there(published: Settings) -> None:
     view = report_data(published)["views"]["all"]
-    funnel = mart_funnel(published)
     with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
+        # Dropped journeys by the stage of their last touch, counted from the journeys.
+        lost_after = dict(
+            con.execute(
+                "select last_touch_stage, count(*) from fct_journeys where status = 'dropped' "
+                "and population in ('known', 'anonymous') and last_touchpoint_id is not null "
+                "group by all"
+            ).fetchall()
+        )
         drivers = {
             (stage, touchpoint): lift
             for stage, touchpoint, lift in con.execute(
@@ -631,8 +638,11 @@ def test_opportunities_say_their_share_of_the_stage_drops(published: Settings) -
     before_order = [o for o in view["opportunities"] if o["stage"] in STAGES[:3]]
     assert before_order
     for o in before_order:
-        share = o["lost_journeys"] / funnel[o["stage"]][1]
-        assert f"; {share:.1%} of the stage's drops" in o["text"], o["text"]
+        share = o["lost_journeys"] / lost_after[o["stage"]]
+        assert (
+            f"; the last touch of {share:.1%} of the journeys lost after a {o['stage']} touch"
+            in o["text"]
+        ), o["text"]
         lift = drivers.get((o["stage"], o["touchpoint_id"]))
         said = "journeys that touched it dropped"
         assert (f"{said} {lift:.1f}x as often" in o["text"]) if lift else said not in o["text"]
