@@ -24,8 +24,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
 
-$(STAMP): $(UV) pyproject.toml uv.lock
+# The Data Docs' scripts, styles and fonts, pinned and checked (cjm_pipeline/docs_assets.py),
+# come from the npm registry once, so the GX site opens offline.
+$(STAMP): $(UV) pyproject.toml uv.lock cjm_pipeline/docs_assets.py
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON)
+	$(RUN)/python -m cjm_pipeline.docs_assets
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cjm_pipeline import docs_assets
 from cjm_pipeline.settings import MARTS, PROJECT_ROOT, SOURCES, Settings
 
 if TYPE_CHECKING:
@@ -973,7 +974,17 @@ def _finish(
 ) -> ValidationReport:
     if docs and run.identifiers:
         started = time.perf_counter()
+        written_from = time.time()
         report.data_docs = _build_docs(run)
+        # GX's templates load their scripts and styles from CDNs: point the pages this
+        # build wrote at the local copies, so the site opens offline.
+        if docs_assets.installed():
+            docs_assets.localize(settings.data_docs_dir, written_from)
+        else:
+            progress(
+                f"{report.gate} gate: the Data Docs load their scripts and styles from the "
+                "network: their local copies are not installed (`make install`)"
+            )
         progress(f"{report.gate} gate: Data Docs updated in {time.perf_counter() - started:.1f} s")
     report.seconds = time.perf_counter() - began
     if save:

@@ -192,13 +192,20 @@ class Opened:
 
 
 @pytest.fixture
-def open_page(browser) -> Iterator[Callable[[Path], Opened]]:
+def open_page(browser) -> Iterator[Callable[..., Opened]]:
     """Open an HTML file in a fresh page once its script has drawn it, recording console
-    errors, page errors and every request other than the file itself (refused)."""
+    errors, page errors and every request other than the file itself (refused). A page
+    made of several local files (the GX Data Docs) names the folder they may come from
+    (``files_under``) and the selector that says it is ready."""
     pages = []
 
-    def opener(path: Path) -> Opened:
+    def opener(
+        path: Path,
+        files_under: Path | None = None,
+        ready: str = "html[data-rendered='true']",
+    ) -> Opened:
         url = path.resolve().as_uri()
+        local = files_under.resolve().as_uri() + "/" if files_under else None
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         pages.append(page)
         opened = Opened(page=page, url=url)
@@ -211,15 +218,16 @@ def open_page(browser) -> Iterator[Callable[[Path], Opened]]:
         page.on("pageerror", lambda err: opened.errors.append(f"page error: {err}"))
 
         def guard(route) -> None:
-            if route.request.url == url:
+            asked = route.request.url
+            if asked == url or (local and asked.startswith(local)):
                 route.continue_()
             else:
-                opened.requests.append(route.request.url)
+                opened.requests.append(asked)
                 route.abort()
 
         page.route("**/*", guard)
         page.goto(url)
-        page.wait_for_selector("html[data-rendered='true']")
+        page.wait_for_selector(ready)
         return opened
 
     yield opener

@@ -457,7 +457,7 @@ def test_a_date_that_was_not_ingested_fails(events_settings: Settings) -> None:
 # The marts gate --------------------------------------------------------------------------
 
 
-def test_marts_gate_passes_without_a_served_database(marts_settings: Settings) -> None:
+def test_marts_gate_passes_without_a_served_database(marts_settings: Settings, open_page) -> None:
     report = validate_marts(
         marts_settings, marts_settings.build_path, marts_settings.warehouse_path
     )
@@ -471,6 +471,31 @@ def test_marts_gate_passes_without_a_served_database(marts_settings: Settings) -
     assert report.data_docs.exists()
     saved = json.loads((marts_settings.validations_dir / "2026-10-12" / "marts.json").read_text())
     assert saved["success"] is True and len(saved["results"]) == len(report.results)
+
+    # The site opens offline: every script, style, font and image from its own folder
+    # (a request anywhere else is refused and recorded), styled, with the index of
+    # validations drawn by bootstrap-table and a result page drawn too.
+    site = report.data_docs.parent
+    pages = [report.data_docs, next((site / "validations").rglob("*.html"))]
+    for page_path in pages:
+        opened = open_page(page_path, files_under=site, ready="body")
+        page = opened.page
+        page.wait_for_load_state("load")
+        assert opened.requests == [], opened.requests
+        assert opened.errors == [], opened.errors
+        assert page.evaluate("typeof window.jQuery") == "function"
+        # Bootstrap's stylesheet is applied (its body font, not the browser's serif).
+        assert "system-ui" in page.evaluate("getComputedStyle(document.body).fontFamily") or (
+            "apple-system" in page.evaluate("getComputedStyle(document.body).fontFamily")
+        )
+        # Font Awesome's solid font loaded from the site.
+        assert page.evaluate("document.fonts.check('900 16px \"Font Awesome 6 Free\"')")
+    index = open_page(report.data_docs, files_under=site, ready=".bootstrap-table").page
+    results = index.locator(".bootstrap-table").first
+    # The first page of results: ten rows, each a marts suite of this run.
+    rows = results.locator("tbody tr")
+    assert rows.count() == 10
+    assert all("marts_" in rows.nth(i).inner_text() for i in range(10))
 
 
 def test_marts_gate_keeps_the_band_of_the_served_database(marts_settings: Settings) -> None:
