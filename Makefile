@@ -13,8 +13,11 @@ DEMO_END ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoform
 
 # Airflow runs from a project-local home with a SQLite metadata database.
 AIRFLOW_HOME ?= $(CURDIR)/.airflow
+# Cosmos' usage reporting is off (AIRFLOW_COSMOS_TELEMETRY=True turns it on).
+AIRFLOW_COSMOS_TELEMETRY ?= False
 AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120
+	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120 \
+	AIRFLOW__COSMOS__ENABLE_TELEMETRY=$(AIRFLOW_COSMOS_TELEMETRY)
 
 .PHONY: install demo test lint format bench bench-ingest airflow airflow-init clean chromium
 

@@ -293,6 +293,44 @@ def _plan(values: dict[str, object]) -> BuildPlan:
     return BuildPlan(**fields)
 
 
+SHOWN_FAILURES = 5  # failed expectations a gate task's error names before "and N more"
+
+
+def fail_now(gate: Callable[..., list[str]], *args: object) -> list[str]:
+    """Run a gate for a DAG task. Data that failed it fails the task at once, without
+    the retries the task keeps for a busy disk or an API timeout (a retry would fail the
+    same way), and with a short message: the verdict, the first failures and where the
+    full results are."""
+    try:
+        return gate(*args)
+    except GateError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(short_gate_message(str(exc))) from None
+
+
+def short_gate_message(message: str, shown: int = SHOWN_FAILURES) -> str:
+    """A gate's error cut to its first ``shown`` failures (each with what to do), the
+    count of the rest, and its closing lines (where the results are)."""
+    lines = message.splitlines()
+    head, failures, tail = [], [], []
+    for line in lines:
+        if line.startswith("  - "):
+            failures.append([line])
+        elif line.startswith("    ") and failures:
+            failures[-1].append(line)
+        elif failures:
+            tail.append(line)
+        else:
+            head.append(line)
+    kept = [line for failure in failures[:shown] for line in failure]
+    more = len(failures) - shown
+    rest = (
+        [f"  ... and {more} more failed expectation{'s' if more > 1 else ''}"] if more > 0 else []
+    )
+    return "\n".join([*head, *kept, *rest, *tail])
+
+
 def gate_marts(values: dict[str, object], run_id: str | None = None) -> list[str]:
     settings = get_settings()
     with task_lock(settings, "validate_marts", run_id):

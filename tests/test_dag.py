@@ -57,7 +57,9 @@ for dag_id, dag in bag.dags.items():
         },
     }
 heavy = [m for m in ("polars", "duckdb", "great_expectations", "pandas") if m in sys.modules]
-print(json.dumps({"errors": bag.import_errors, "dags": dags, "heavy": heavy}))
+from cosmos import telemetry
+print(json.dumps({"errors": bag.import_errors, "dags": dags, "heavy": heavy,
+                  "telemetry": telemetry.should_emit()}))
 """
 
 
@@ -130,6 +132,9 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert found["errors"] == {}
     # The scheduler parses DAG files constantly: no heavy import at module level.
     assert found["heavy"] == []
+    # Cosmos reports no usage unless told to (the environment here does not say).
+    assert "AIRFLOW__COSMOS__ENABLE_TELEMETRY" not in airflow_env(home, settings)
+    assert found["telemetry"] is False
     dag = found["dags"]["cjm_nightly"]
     assert dag["schedule"] == ["CronDataIntervalTimetable", "0 3 * * *"]
     assert dag["max_active_runs"] == 1
@@ -139,7 +144,11 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert tasks["ingest"]["mapped"]
     assert tasks["ingest"]["retries"] > 0
     assert tasks["validate_events"]["upstream"] == ["ingest", "landing_date"]
-    assert tasks["validate_events"]["retries"] == 0
+    # Every task retries what the outside world may fix (a gate's data failure fails at
+    # once: test_a_gate_failure_fails_its_task_at_once).
+    assert all(v["retries"] > 0 for v in tasks.values()), {
+        t: v["retries"] for t, v in tasks.items() if not v["retries"]
+    }
     assert "validate_events" in tasks["plan_build"]["upstream"]
 
     # One task per dbt model (SQL or Python) and seed, all in the one-slot pool, each
@@ -152,6 +161,10 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert {t for t in dbt_tasks if t.endswith("_run")} == {f"dbt.{m}_run" for m in models}
     assert {t for t in dbt_tasks if t.endswith("_seed")} == {f"dbt.{s}_seed" for s in seeds}
     assert all(v["pool"] == "cjm_duckdb" for v in dbt_tasks.values())
+    # The build database's tables are no assets: only publish has outlets.
+    assert {t: v["outlets"] for t, v in tasks.items() if v["outlets"]} == {
+        "publish": ["cjm_served_database", "cjm_marts_parquet"]
+    }
     # Each dbt task holds the night lock in its own process while it runs, and gives it
     # back however it ends.
     for task_id, v in dbt_tasks.items():
@@ -175,7 +188,6 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert models_left
     assert set(dbt_tasks[test_task]["upstream"]) == models_left
     assert test_task in tasks["validate_marts"]["upstream"]
-    assert tasks["validate_marts"]["retries"] == 0
     assert "validate_marts" in tasks["publish"]["upstream"]
     assert tasks["publish"]["pool"] == "cjm_duckdb"
     assert "cjm_served_database" in tasks["publish"]["outlets"]
@@ -249,9 +261,53 @@ def test_one_night_through_airflow(airflow_home) -> None:
             "where a.name = 'cjm_served_database'"
         ).fetchall()
     assert extras, "publish recorded no event of the served database"
+    with sqlite3.connect(home / "airflow.db") as meta:
+        assets = {name for (name,) in meta.execute("select name from asset").fetchall()}
+    assert assets == {"cjm_served_database", "cjm_marts_parquet"}
     extra = json.loads(extras[-1][0])
     assert extra["alerts"] == [] and extra["snapshot"]
     # The night is over: its marker is gone and the lock is free for the command line.
     assert read_night(settings) is None
     with (settings.warehouse_dir / ".cjm.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_gate_failure_fails_its_task_at_once() -> None:
+    """A gate's data failure fails the task without its retries, in a short message:
+    the verdict, the first five failures with what to do, the count of the rest, and
+    where the full results are."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from cjm_pipeline.nightly import GateError, fail_now
+
+    failures = [
+        f"  - events_web [web] expect_{n}: rule {n}; observed 1\n    what to do: fix {n}"
+        for n in range(12)
+    ]
+    message = "\n".join(
+        [
+            "events gate for 2026-10-05: 12 critical expectations failed, so the build "
+            "must not read these events:",
+            *failures,
+            "results r.json; Data Docs d/index.html",
+            "Nothing was published.",
+        ]
+    )
+
+    def gate(day: str) -> list[str]:
+        raise GateError(message)
+
+    with pytest.raises(AirflowFailException) as failed:
+        fail_now(gate, "2026-10-05")
+    shown = str(failed.value).splitlines()
+    assert shown[0].startswith("events gate for 2026-10-05: 12 critical")
+    assert shown[1:11] == "\n".join(failures[:5]).splitlines()
+    assert shown[11:] == [
+        "  ... and 7 more failed expectations",
+        "results r.json; Data Docs d/index.html",
+        "Nothing was published.",
+    ]
+    # Anything else is no data failure: it propagates, and the task retries.
+    with pytest.raises(OSError):
+        fail_now(lambda: (_ for _ in ()).throw(OSError("disk busy")))
+    assert fail_now(lambda day: ["a warning"], "2026-10-05") == ["a warning"]
