@@ -357,7 +357,9 @@ def _checked(source: str) -> str:
 
 def _report(manifest: Manifest, progress: Callable[[str], None]) -> None:
     progress(_progress_line(manifest))
-    for message in manifest.messages:
+    # A date with no landing folder is one line, its message included.
+    said = manifest.messages[1:] if manifest.status == "missing" else manifest.messages
+    for message in said:
         progress(f"    {message}")
     for entry in manifest.skipped:
         progress(f"    skipped {entry.entry}: {entry.reason}")
@@ -791,7 +793,7 @@ def recover(settings: Settings, source: str) -> list[str]:
 
 def _progress_line(m: Manifest) -> str:
     if m.status == "missing":
-        return f"{m.date} {m.source:<8} no landing folder"
+        return f"{m.date} {m.source:<8} {m.messages[0] if m.messages else 'no landing folder'}"
     if m.status == "refused":
         return f"{m.date} {m.source:<8} landing folder refused"
     return (

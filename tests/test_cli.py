@@ -90,6 +90,9 @@ def test_a_delivered_source_missing_a_date_is_said_per_date(workspace) -> None:
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     said = [line for line in lines if "no landing folder" in line and not line.startswith(" ")]
+    # One line per source and date, its advice included, not repeated below it.
+    assert not [line for line in lines if line.startswith(" ") and "no landing folder" in line]
+    assert all("(check the date" in line for line in said if line.startswith("2026-10-0"))
     assert [line.split()[0] for line in said if "source-date" not in line] == [
         "2026-10-06",
         "2026-10-07",
