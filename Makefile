@@ -19,7 +19,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120 \
 	AIRFLOW__COSMOS__ENABLE_TELEMETRY=$(AIRFLOW_COSMOS_TELEMETRY)
 
-.PHONY: install demo test lint format bench bench-ingest airflow airflow-init clean chromium
+.PHONY: install demo test lint format bench bench-ingest airflow airflow-init airflow-stop clean chromium
 
 install: $(STAMP)
 
@@ -78,8 +78,13 @@ airflow-init: $(STAMP)
 	$(AIRFLOW_ENV) $(RUN)/airflow pools set cjm_duckdb 1 "DuckDB allows one writer per file"
 	$(RUN)/cjm manifest
 
+# Airflow's standalone mode sized to this machine, in a process group of its own: Ctrl-C
+# or `make airflow-stop` ends all of it (cjm_pipeline/airflow_local.py).
 airflow: airflow-init
-	$(AIRFLOW_ENV) PATH=$(CURDIR)/$(RUN):$$PATH $(RUN)/airflow standalone
+	$(AIRFLOW_ENV) PATH=$(CURDIR)/$(RUN):$$PATH $(RUN)/python -m cjm_pipeline.airflow_local start
+
+airflow-stop: $(STAMP)
+	$(AIRFLOW_ENV) $(RUN)/python -m cjm_pipeline.airflow_local stop
 
 clean:
 	rm -rf data warehouse bench-data .airflow .pytest_cache .ruff_cache
