@@ -647,3 +647,29 @@ def test_opportunities_say_their_share_of_the_journeys_lost_there(published: Set
         said = "journeys that touched it dropped"
         assert (f"{said} {lift:.1f}x as often" in o["text"]) if lift else said not in o["text"]
         assert "keep them going" not in o["text"]
+
+
+def test_a_touchpoint_pain_point_carries_what_was_said_there() -> None:
+    from cjm_pipeline.report import _said_at_touchpoints
+
+    points = [
+        {"kind": "low_rating", "text": "Review platform rated 2.9 of 5", "touchpoint_id": "rv"},
+        {"kind": "exit", "text": "12 journeys ended after Cart", "touchpoint_id": "cart"},
+        {"kind": "drop_off", "text": "40 journeys dropped here"},
+    ]
+    said = {
+        "rv": {
+            "negative_terms": ["broke", "zip"],
+            "quote": {"quote": "Zip broke.", "rating": 2, "said_on": "2026-10-03"},
+        },
+        "social": {"negative_terms": ["late"]},
+    }
+    _said_at_touchpoints(points, said)
+    assert points[0]["text"] == (
+        "Review platform rated 2.9 of 5; said there, words: “broke”, “zip”; "
+        "worst: “Zip broke.” (★2, 2026-10-03)"
+    )
+    assert points[0]["quote"]["quote"] == "Zip broke."
+    # Nothing was said at the cart, and a stage-wide point names no touchpoint.
+    assert points[1]["text"] == "12 journeys ended after Cart" and "quote" not in points[1]
+    assert points[2]["text"] == "40 journeys dropped here"
