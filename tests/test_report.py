@@ -193,6 +193,11 @@ def published(built: Settings, tmp_path_factory: pytest.TempPathFactory) -> Sett
     return settings
 
 
+def journey_map(settings: Settings) -> Path:
+    """The published night's journey map."""
+    return settings.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+
+
 def mart_funnel(settings: Settings, persona: str | None = None) -> dict[str, tuple[int, int]]:
     """Entered and dropped per stage, summed over the funnel mart's rows."""
     where = "where stage != 'unclassified'" + (f" and persona = '{persona}'" if persona else "")
@@ -219,7 +224,7 @@ def shown_funnel(page) -> dict[str, tuple[int, int]]:
 
 
 def test_report_shows_the_marts_numbers(published: Settings, open_page) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     opened = open_page(path)
     page = opened.page
 
@@ -309,7 +314,7 @@ def test_report_and_summary_commands(published: Settings) -> None:
 def test_report_shows_times_to_the_next_stage_and_the_drivers(
     published: Settings, open_page
 ) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     opened = open_page(path)
     page = opened.page
     with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
@@ -419,7 +424,7 @@ def test_rates_over_too_few_journeys_are_not_drawn(published: Settings, open_pag
 
 
 def test_every_touchpoint_of_a_stage_is_reachable(published: Settings, open_page) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     page = open_page(path).page
     with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
         per_stage = dict(
@@ -444,7 +449,7 @@ def test_every_touchpoint_of_a_stage_is_reachable(published: Settings, open_page
 
 
 def test_the_map_fits_an_800_pixel_window(published: Settings, open_page) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     opened = open_page(path)
     page = opened.page
     page.set_viewport_size({"width": 800, "height": 1200})
@@ -461,7 +466,7 @@ def test_the_map_fits_an_800_pixel_window(published: Settings, open_page) -> Non
 def test_periods_compared_are_the_marts_sums_with_their_test(
     published: Settings, open_page
 ) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     opened = open_page(path)
     page = opened.page
     with duckdb.connect(str(published.warehouse_path), read_only=True) as con:
@@ -560,7 +565,7 @@ SANKEY_TEXT_BOXES = """() => {
 
 
 def test_sankey_labels_never_overlap_or_leave_the_chart(published: Settings, open_page) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     opened = open_page(path)
     page = opened.page
     for width in (1400, 800):
@@ -578,7 +583,7 @@ def test_sankey_labels_never_overlap_or_leave_the_chart(published: Settings, ope
 
 
 def test_attribution_shows_names_and_revenue(published: Settings, open_page) -> None:
-    path = published.reports_dir / f"journey_map_{RUN_DATE.isoformat()}.html"
+    path = journey_map(published)
     opened = open_page(path)
     page = opened.page
     with duckdb.connect(str(published.warehouse_path), read_only=True) as con:

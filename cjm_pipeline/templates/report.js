@@ -1456,15 +1456,12 @@
     // Shade the recent periods where every stage's rate is provisional (too recent for
     // the journey gap, or mostly in progress): right-censored, so a falling rate there
     // is journeys not having had time to drop.
-    let firstOpen = periods.length;
-    while (
-      firstOpen > 0 &&
-      rows.filter((r) => str(r.period_start) === periods[firstOpen - 1]).every((r) => r.provisional)
-    )
-      firstOpen -= 1;
+    const spans = viewPeriods(view);
+    const halfStep = periods.length > 1 ? plotW / (periods.length - 1) / 2 : plotW / 2;
+    let firstOpen = spans.length;
+    while (firstOpen > 0 && spans[firstOpen - 1].open) firstOpen -= 1;
     if (firstOpen < periods.length) {
-      const half = periods.length > 1 ? plotW / (periods.length - 1) / 2 : plotW / 2;
-      const x0 = Math.max(m.left, xOf(firstOpen) - half);
+      const x0 = Math.max(m.left, xOf(firstOpen) - halfStep);
       svg.append(
         s("rect", {
           class: "censored-band",
@@ -1482,9 +1479,8 @@
     }
 
     // The range compared below, and the range it is compared with, as bands behind the lines.
-    const chosen = selectedRange(viewPeriods(view));
+    const chosen = selectedRange(spans);
     const length = chosen.to - chosen.from + 1;
-    const halfStep = periods.length > 1 ? plotW / (periods.length - 1) / 2 : plotW / 2;
     const band = (a, b, cls) => {
       const x0 = Math.max(m.left, xOf(a) - halfStep);
       const x1 = Math.min(width - m.right, xOf(b) + halfStep);
