@@ -4,8 +4,9 @@ on one machine, sized to it and stopped whole.
 `airflow standalone` starts a scheduler, a DAG processor, an API server and a triggerer,
 and its LocalExecutor starts one worker per slot of ``core.parallelism`` (32 by
 default: about 6 GB on a two-core machine, for nights whose DuckDB tasks run one at a
-time anyway). Here parallelism is the machine's core count, the API server has one
-worker and the DAG processor one parsing process, unless the environment sets them.
+time anyway). Here parallelism is four slots per core, the API server has one worker
+and the DAG processor one parsing process, unless the environment sets them; the
+project's Airflow local settings (airflow_settings/) are put on PYTHONPATH.
 
 Stopped with SIGTERM, standalone leaves its scheduler and workers running. So it runs
 in a process group of its own under this supervisor: Ctrl-C, SIGTERM or SIGHUP to the
@@ -27,6 +28,13 @@ from pathlib import Path
 import psutil
 
 PID_FILE = "cjm-standalone.pid"
+# Executor slots per core. Most of a night's task instances wait rather than compute
+# (the dbt node tasks wait for the producer's results, the producer for its dbt child),
+# and the work that computes is bounded by the DAG itself (six ingest tasks, one DuckDB
+# writer through the pool): one slot per core left the node tasks queued behind the
+# producer until its build ended.
+SLOTS_PER_CORE = 4
+LOCAL_SETTINGS = Path(__file__).resolve().parent.parent / "airflow_settings"
 GRACE_SECONDS = 30
 
 
@@ -35,9 +43,13 @@ def sized_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     environment does not set them already."""
     env = dict(os.environ if environ is None else environ)
     cores = os.cpu_count() or 1
-    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(cores))
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(cores * SLOTS_PER_CORE))
     env.setdefault("AIRFLOW__API__WORKERS", "1")
     env.setdefault("AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES", "1")
+    # The project's Airflow local settings (airflow_settings/airflow_local_settings.py).
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(LOCAL_SETTINGS) not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([str(LOCAL_SETTINGS), *paths])
     return env
 
 

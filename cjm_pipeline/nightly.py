@@ -400,6 +400,13 @@ def dbt_task_starts(context: Any) -> None:
     _TASKS_HOLDING.add(_task_key(context))
 
 
+def fallback_task_starts(context: Any) -> None:
+    """A watcher node task's hook: on a retry or a clear it runs its node with dbt
+    itself (Cosmos' fallback), so then it takes the night lock as a dbt task does."""
+    if context["ti"].try_number > 1:
+        dbt_task_starts(context)
+
+
 def dbt_task_ends(context: Any, result: object = None) -> None:
     """Give the night lock back (once, however the task ended)."""
     key = _task_key(context)

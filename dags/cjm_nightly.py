@@ -51,12 +51,18 @@ from pathlib import Path
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, TaskGroup, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, TestBehavior
+from cosmos.constants import PRODUCER_WATCHER_TASK_ID, ExecutionMode, InvocationMode, TestBehavior
 
 from cjm_pipeline.build import manifest_path
-from cjm_pipeline.nightly import dbt_task_ends, dbt_task_environment, dbt_task_starts
+from cjm_pipeline.dbt_watch import builds_tests, tested_nodes
+from cjm_pipeline.nightly import (
+    dbt_task_ends,
+    dbt_task_environment,
+    dbt_task_starts,
+    fallback_task_starts,
+)
 from cjm_pipeline.settings import ALL_SOURCES, PROJECT_ROOT, get_settings
 
 SETTINGS = get_settings()
@@ -79,10 +85,57 @@ PLANNED_FULL_REFRESH = "{{ ti.xcom_pull(task_ids='plan_build')['full_refresh'] }
 # would fail the same way.
 RETRY_IO = {"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True}
 
+# The nightly cron (UTC); "none" for nights triggered only from outside (an upstream
+# system's API call, a benchmark).
+CRON = os.environ.get("CJM_SCHEDULE", "0 3 * * *")
+# How often a node's task asks for dbt's result while it waits (in the triggerer).
+WATCH_SECONDS = 2
+
+
+def also_call(task, callback) -> None:
+    """Add a failure and retry callback to a task's own."""
+    for hook in ("on_failure_callback", "on_retry_callback"):
+        present = getattr(task, hook) or []
+        setattr(task, hook, [*(present if isinstance(present, list) else [present]), callback])
+
+
+def watch_dbt(group: TaskGroup) -> None:
+    """Wire the watcher tasks Cosmos made to the night.
+
+    The producer, which runs `dbt build`, writes the build database: it takes the pool's
+    one slot and the night lock (in its own process, released however it ends), and it
+    has no retry (Cosmos skips a producer's retry; the node tasks then run their nodes
+    themselves). The node tasks only read dbt's results, so they need neither, except
+    on a retry or a clear, when a node task runs its own node with dbt: then it takes
+    the lock, and a failed node is tried once more that way.
+    """
+    tasks, groups = [], [group]
+    while groups:
+        for child in groups.pop().children.values():
+            (groups if isinstance(child, TaskGroup) else tasks).append(child)
+    [producer] = [t for t in tasks if t.task_id.endswith(PRODUCER_WATCHER_TASK_ID)]
+    builds_tests(producer)
+    tested_nodes(tasks, producer.tests_per_model)
+    for node in tasks:
+        if node is producer:
+            node.pool = POOL
+            node.retries = 0
+            node._pre_execute_hook = dbt_task_starts
+            node._post_execute_hook = dbt_task_ends
+            # Cosmos' own callbacks (they keep the nodes' results for a re-run) stay.
+            also_call(node, dbt_task_ends)
+        elif hasattr(node, "poke_interval"):
+            node.poke_interval = WATCH_SECONDS
+            node.retries = 1
+            node.retry_delay = timedelta(seconds=30)
+            node._pre_execute_hook = fallback_task_starts
+            node._post_execute_hook = dbt_task_ends
+            also_call(node, dbt_task_ends)
+
 
 @dag(
     dag_id="cjm_nightly",
-    schedule=CronDataIntervalTimetable(os.environ.get("CJM_SCHEDULE", "0 3 * * *"), timezone="UTC"),
+    schedule=None if CRON.lower() == "none" else CronDataIntervalTimetable(CRON, timezone="UTC"),
     start_date=pendulum.parse(os.environ.get("CJM_START_DATE", "2026-01-01"), tz="UTC"),
     catchup=os.environ.get("CJM_CATCHUP", "false").lower() == "true",
     max_active_runs=1,
@@ -174,38 +227,31 @@ def cjm_nightly() -> None:
             target_name="build",
             profiles_yml_filepath=PROJECT_ROOT / "profiles.yml",
         ),
-        # dbt in a child process per task, like `cjm build`: the build database is
-        # closed when the task ends, so the gate and publish can open it next.
+        # Watcher mode: one task (dbt_producer_watcher) runs the night's one `dbt build`
+        # with every test, as `cjm run` does, in a dbt child process; every seed and
+        # model still has its own task, which waits for dbt's result for its node and
+        # then its tests (cjm_pipeline.dbt_watch), and takes their state and log lines.
+        # (A task per model running dbt itself started dbt about 45 times a night, each
+        # start costing far more than the model.)
         execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.WATCHER,
             dbt_executable_path=Path(sys.executable).with_name("dbt"),
             invocation_mode=InvocationMode.SUBPROCESS,
         ),
-        # One task per seed and model, then one task with every data and unit test of
-        # the project: a test per model would start dbt once more per model (about 40
-        # more starts a night), and the gate after it runs on the finished build anyway.
         # The build database's tables are no assets (Cosmos takes the switch from here,
         # not from operator_args): nothing outside the night may read them before the
         # gates pass. The served database and the Parquet marts, publish's outlets, are
         # the night's assets.
-        render_config=RenderConfig(test_behavior=TestBehavior.AFTER_ALL, emit_datasets=False),
+        render_config=RenderConfig(test_behavior=TestBehavior.NONE, emit_datasets=False),
         operator_args={
             "vars": PLANNED_VARS,
             "full_refresh": PLANNED_FULL_REFRESH,
             "env": dbt_task_environment(),
             "append_env": True,
             "install_deps": False,
-            "pool": POOL,
-            "retries": 1,
-            "retry_delay": timedelta(minutes=1),
-            # The night lock, in the task's own process (Cosmos passes these to each
-            # operator; Airflow runs pre_execute right before execute, and fails the task
-            # if it raises).
-            "pre_execute": dbt_task_starts,
-            "post_execute": dbt_task_ends,
-            "on_failure_callback": dbt_task_ends,
-            "on_retry_callback": dbt_task_ends,
         },
     )
+    watch_dbt(dbt)
 
     day = landing_date()
     manifests = ingest.partial(day=day).expand(source=list(ALL_SOURCES))

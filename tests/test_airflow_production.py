@@ -94,9 +94,25 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
                         "where dag_id = 'cjm_nightly' order by id"
                     )
                     runs = cursor.fetchall()
+            with meta.cursor() as cursor:
+                cursor.execute(
+                    "select task_id, state from task_instance where dag_id = 'cjm_nightly'"
+                )
+                states = dict(cursor.fetchall())
         run_type, state, logical = runs[0]
-        assert (run_type, state) == ("scheduled", "success"), runs
+        assert (run_type, state) == ("scheduled", "success"), (runs, states)
         assert logical.date() == last
+        # Every task of the night succeeded, a task per seed and model among them.
+        assert set(states.values()) == {"success"}, states
+        nodes = [t for t in states if t.endswith(("_run", "_seed"))]
+        assert len(nodes) == len(list((PROJECT_ROOT / "models").rglob("*.csv"))) + len(
+            [
+                m
+                for ext in ("sql", "py")
+                for m in (PROJECT_ROOT / "models").rglob(f"*.{ext}")
+                if "macros" not in m.parts
+            ]
+        )
     finally:
         deployment.stop()
         shutil.rmtree(pg_root, ignore_errors=True)

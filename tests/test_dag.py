@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from cjm_pipeline.build import write_manifest
+from cjm_pipeline.build import manifest_path, write_manifest
 from cjm_pipeline.generate import generate
 from cjm_pipeline.lock import read_night
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
@@ -46,6 +46,10 @@ for dag_id, dag in bag.dags.items():
                 "upstream": sorted(t.upstream_task_ids),
                 "pool": t.pool,
                 "retries": t.retries,
+                "type": type(t).__name__,
+                "poke_interval": getattr(t, "poke_interval", None),
+                "tested": getattr(t, "tested", None),
+                "flags": getattr(t, "dbt_cmd_flags", None),
                 "mapped": type(t).__name__ == "DecoratedMappedOperator",
                 "outlets": [getattr(o, "name", str(o)) for o in t.outlets],
                 "pre_execute": name(getattr(t, "_pre_execute_hook", None)),
@@ -110,7 +114,7 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settin
 
 MAY_BE_EMPTY = {"agg_dropoff_alerts", "agg_dropoff_paths", "agg_voice_themes"}
 START = date(2026, 10, 1)
-DAYS = 5
+DAYS = 6  # the first four through `cjm run`, the fifth a good night, the sixth a failing one
 
 
 def describe(env: dict[str, str]) -> dict:
@@ -145,49 +149,78 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
     assert tasks["ingest"]["retries"] > 0
     assert tasks["validate_events"]["upstream"] == ["ingest", "landing_date"]
     # Every task retries what the outside world may fix (a gate's data failure fails at
-    # once: test_a_gate_failure_fails_its_task_at_once).
-    assert all(v["retries"] > 0 for v in tasks.values()), {
-        t: v["retries"] for t, v in tasks.items() if not v["retries"]
+    # once: test_a_gate_failure_fails_its_task_at_once), but the dbt producer (Cosmos
+    # skips its retry: the node tasks then run their nodes) and the empty task after it.
+    assert {t for t, v in tasks.items() if not v["retries"]} == {
+        "dbt.dbt_producer_watcher",
+        "dbt.dbt_producer_watcher_done",
     }
     assert "validate_events" in tasks["plan_build"]["upstream"]
 
-    # One task per dbt model (SQL or Python) and seed, all in the one-slot pool, each
-    # after the plan.
+    # One task per dbt model (SQL or Python) and seed. They watch the one `dbt build`
+    # of the producer task, which alone writes the build database (it alone takes the
+    # one-slot pool), and a node's task takes the result of the node and then of its
+    # data tests (test_a_failing_test_fails_its_node shows one failing).
+    manifest = json.loads(manifest_path(settings).read_text())
+    tested = {
+        parent
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        for parent in node["depends_on"]["nodes"]
+    }
     models = {p.stem for ext in ("sql", "py") for p in (PROJECT_ROOT / "models").rglob(f"*.{ext}")}
     models -= {p.stem for p in (PROJECT_ROOT / "models" / "macros").rglob("*.sql")}
     assert "int_attribution_markov" in models
     seeds = {p.stem for p in (PROJECT_ROOT / "models" / "seeds").glob("*.csv")}
     dbt_tasks = {t: v for t, v in tasks.items() if t.startswith("dbt.")}
-    assert {t for t in dbt_tasks if t.endswith("_run")} == {f"dbt.{m}_run" for m in models}
-    assert {t for t in dbt_tasks if t.endswith("_seed")} == {f"dbt.{s}_seed" for s in seeds}
-    assert all(v["pool"] == "cjm_duckdb" for v in dbt_tasks.values())
-    # The build database's tables are no assets: only publish has outlets.
-    assert {t: v["outlets"] for t, v in tasks.items() if v["outlets"]} == {
-        "publish": ["cjm_served_database", "cjm_marts_parquet"]
+    producer = "dbt.dbt_producer_watcher"
+    watchers = {t: v for t, v in dbt_tasks.items() if v["poke_interval"] is not None}
+    assert {t for t, v in watchers.items() if v["type"] == "RunWithTests"} == {
+        f"dbt.{m}_run" for m in models
     }
-    # Each dbt task holds the night lock in its own process while it runs, and gives it
-    # back however it ends.
-    for task_id, v in dbt_tasks.items():
-        assert v["pre_execute"] == "dbt_task_starts", task_id
-        assert v["post_execute"] == "dbt_task_ends", task_id
+    assert {t for t, v in watchers.items() if v["type"] == "SeedWithTests"} == {
+        f"dbt.{s}_seed" for s in seeds
+    }
+    assert set(dbt_tasks) == set(watchers) | {producer, f"{producer}_done"}
+    for task_id, v in watchers.items():
+        name = task_id.removeprefix("dbt.").rsplit("_", 1)[0]
+        kind = "model" if task_id.endswith("_run") else "seed"
+        assert v["tested"] == (f"{kind}.cjm.{name}" in tested), task_id
+    assert 0 < sum(v["tested"] for v in watchers.values()) < len(watchers)
+    # The producer builds everything `cjm run` builds, tests included.
+    assert dbt_tasks[producer]["flags"] == []
+    assert dbt_tasks[producer]["type"] == "DbtProducerWatcherOperator"
+    assert dbt_tasks[producer]["upstream"] == ["plan_build"]
+    assert [t for t, v in dbt_tasks.items() if v["pool"] == "cjm_duckdb"] == [producer]
+    # The producer holds the night lock in its own process while dbt runs, and gives it
+    # back however it ends; a watcher takes it only when it runs its node itself (on a
+    # retry or a clear).
+    assert dbt_tasks[producer]["pre_execute"] == "dbt_task_starts"
+    assert dbt_tasks[producer]["post_execute"] == "dbt_task_ends"
+    assert dbt_tasks[producer]["retries"] == 0  # Cosmos skips a producer's retry
+    for task_id, v in [(producer, dbt_tasks[producer]), *watchers.items()]:
         assert "dbt_task_ends" in v["on_failure"] and "dbt_task_ends" in v["on_retry"], task_id
-    roots = [t for t, v in dbt_tasks.items() if v["upstream"] == ["plan_build"]]
-    assert roots
+    for task_id, v in watchers.items():
+        assert v["pre_execute"] == "fallback_task_starts", task_id
+        assert v["post_execute"] == "dbt_task_ends", task_id
+        assert v["poke_interval"] <= 5, task_id
     assert all(roots_of(t, tasks) == {"plan_build"} for t in dbt_tasks)
     assert set(tasks["dbt.int_events_run"]["upstream"]) >= {
         "dbt.stages_seed",
         "dbt.stg_web__events_run",
     }
 
-    # The project's tests run once every model is built; the marts gate waits for them,
-    # and publish waits for the gate and updates the served database's asset.
-    # (Cosmos names the test task after the project's folder.)
-    [test_task] = [t for t in dbt_tasks if t.endswith("_test")]
-    waited_on = {u for t, v in dbt_tasks.items() if t != test_task for u in v["upstream"]}
-    models_left = {t for t in dbt_tasks if t.endswith("_run")} - waited_on
-    assert models_left
-    assert set(dbt_tasks[test_task]["upstream"]) == models_left
-    assert test_task in tasks["validate_marts"]["upstream"]
+    # The marts gate waits for every node and the producer; publish waits for the gate
+    # and updates the served database's asset.
+    waited_on = {u for v in dbt_tasks.values() for u in v["upstream"]}
+    assert set(tasks["validate_marts"]["upstream"]) == (set(dbt_tasks) - waited_on) | {
+        "plan_build"  # the plan it gates
+    }
+    assert f"{producer}_done" in tasks["validate_marts"]["upstream"]
+    # The build database's tables are no assets: only publish has outlets.
+    assert {t: v["outlets"] for t, v in tasks.items() if v["outlets"]} == {
+        "publish": ["cjm_served_database", "cjm_marts_parquet"]
+    }
     assert "validate_marts" in tasks["publish"]["upstream"]
     assert tasks["publish"]["pool"] == "cjm_duckdb"
     assert "cjm_served_database" in tasks["publish"]["outlets"]
@@ -200,12 +233,12 @@ def test_dag_files_import_and_wire_the_night(airflow_home) -> None:
 
 
 def test_one_night_through_airflow(airflow_home) -> None:
-    """The first days through `cjm run`, the last one through `airflow dags test`: the
-    served database then holds the last night, built incrementally by the DAG. A
-    rollback tried in the middle of the DAG's night is refused."""
+    """The first days through `cjm run`, the next one through `airflow dags test`: the
+    served database then holds that night, built incrementally by the DAG. A rollback
+    tried in the middle of the DAG's night is refused."""
     home, settings = airflow_home
     env = airflow_env(home, settings)
-    last = START + timedelta(days=DAYS - 1)
+    last = START + timedelta(days=DAYS - 2)
     run([str(BIN / "cjm"), "run", "--start", str(START), "--end", str(last - timedelta(1))], env)
     # A run processes the landing date of its logical date.
     logical = f"{last.isoformat()}T03:00:00+00:00"
@@ -270,6 +303,60 @@ def test_one_night_through_airflow(airflow_home) -> None:
     assert read_night(settings) is None
     with (settings.warehouse_dir / ".cjm.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def task_states(home: Path, logical: str) -> dict[str, str]:
+    with sqlite3.connect(home / "airflow.db") as meta:
+        return dict(
+            meta.execute(
+                "select ti.task_id, ti.state from task_instance ti join dag_run r "
+                "on r.run_id = ti.run_id and r.dag_id = ti.dag_id "
+                "where r.dag_id = 'cjm_nightly' and r.logical_date like ?",
+                (f"{logical}%",),
+            ).fetchall()
+        )
+
+
+def test_a_failing_test_fails_its_node(airflow_home) -> None:
+    """A night whose build fails a data test: the task of the model the test is on
+    fails (its model was built, its test failed), what is built on the model never
+    starts, and nothing is published: the served database stays the night before.
+
+    The fault is one a real build database can carry: a row of the sentiment model
+    twice (its key is unique), under a key the night's incremental build does not
+    rewrite, so the night keeps it."""
+    home, settings = airflow_home
+    env = airflow_env(home, settings)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        before = con.execute("select build_id, run_date from cjm_publish").fetchall()
+    assert before and before[0][0] == 2, "needs the good night of test_one_night_through_airflow"
+    with duckdb.connect(str(settings.build_path)) as con:
+        for _ in range(2):
+            con.execute(
+                "insert into int_text_sentiment "
+                "select * replace ('evt_corrupt' as event_id) from int_text_sentiment limit 1"
+            )
+    day = START + timedelta(days=DAYS - 1)
+    done = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", "cjm_nightly", f"{day.isoformat()}T03:00:00+00:00"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    states = task_states(home, day.isoformat())
+    assert states["dbt.dbt_producer_watcher"] == "failed", states
+    assert states["dbt.int_text_sentiment_run"] == "failed", states
+    assert "Tests of 'model.cjm.int_text_sentiment' finished with status 'fail'" in (
+        done.stdout + done.stderr
+    )
+    # Built on it: never started. Beside it: built and tested.
+    assert states["dbt.agg_voice_themes_run"] == "upstream_failed", states
+    assert states["dbt.fct_journeys_run"] == "success", states
+    assert states["validate_marts"] == "upstream_failed"
+    assert states["publish"] == "upstream_failed"
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert con.execute("select build_id, run_date from cjm_publish").fetchall() == before
 
 
 def test_a_gate_failure_fails_its_task_at_once() -> None:
