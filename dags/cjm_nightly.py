@@ -8,9 +8,11 @@ date):
    source, so a source can be retried on its own);
 2. ``validate_events``: the Great Expectations gate on the day's canonical events;
 3. ``plan_build``: the build number, the incremental window and the dbt vars;
-4. ``dbt``: every seed and model as its own task (Cosmos), each running its data tests;
-   DuckDB allows one writer per file, so these tasks share the one-slot pool
-   ``cjm_duckdb`` and run one at a time;
+4. ``dbt``: ``dbt_producer_watcher`` runs the night's one ``dbt build`` (every test
+   included; Cosmos watcher mode), and every seed and model has its own task, which
+   takes its node's result and then its tests' (``cjm_pipeline.dbt_watch``); DuckDB
+   allows one writer per file, so the producer, the marts gate and publish share the
+   one-slot pool ``cjm_duckdb``;
 5. ``validate_marts``: the gate on the marts of the build database;
 6. ``publish``: the build becomes the served database by an atomic rename, with the
    marts also written as Parquet; it updates the ``cjm_served_database`` asset, which
@@ -19,16 +21,17 @@ date):
    (read from the served database, read-only, so outside the pool);
 8. ``summary``: counts of the night, in the task log.
 
-One night at a time: every task that writes (ingest, the plan, the dbt tasks, the marts
+One night at a time: every task that writes (ingest, the plan, the dbt producer, the marts
 gate, publish) holds the night lock of the warehouse while it runs, the lock `cjm run`,
 `cjm build`, `cjm ingest` and `cjm rollback` take too. A task that finds it held waits
-up to ``CJM_LOCK_WAIT_SECONDS`` and then fails naming the holder. The dbt tasks take it
-in their own process through the operators' ``pre_execute`` hook (and give it back in
-``post_execute`` or their failure and retry callbacks); a task process that is killed
-loses it with the process. Between tasks, the plan's marker of the night in progress
-(removed by publish) keeps `cjm run`, `cjm build` and `cjm rollback` out unless they
-are given ``--force``; a night overridden that way fails its next writing task, and is
-planned again by clearing ``plan_build``.
+up to ``CJM_LOCK_WAIT_SECONDS`` and then fails naming the holder. The dbt producer (and
+a node task that builds its node on a retry) takes it in its own process through the
+operator's ``pre_execute`` hook (and gives it back in ``post_execute`` or its failure
+and retry callbacks); a task process that is killed loses it with the process.
+Between tasks, the plan's marker of the night in progress (removed by publish) keeps
+`cjm run`, `cjm build` and `cjm rollback` out unless they are given ``--force``; a night
+overridden that way fails its next writing task, and is planned again by clearing
+``plan_build``.
 
 A critical expectation fails its task and nothing downstream runs, so BI tools keep
 reading the previous night, and the next night's plan waits until it is fixed and the
