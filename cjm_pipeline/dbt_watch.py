@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException
-from cosmos.constants import PRODUCER_WATCHER_TASK_ID
 from cosmos.listeners.dag_run_listener import EventStatus
 from cosmos.operators._watcher.aggregation import get_tests_status_xcom_key
 from cosmos.operators._watcher.state import (
@@ -72,9 +71,13 @@ class _WithTests:
             self._node_done = True
         return super().poke(context)  # the tests' "pass" or "fail" (which raises)
 
+    def _node_result(self, ti: Any) -> dict | None:
+        """What the producer reported for this task's node (None: nothing yet)."""
+        return get_xcom_val(ti, self.producer_task_id, get_status_xcom_key(self.model_unique_id))
+
     def _reported(self, ti: Any) -> bool:
         """Whether the producer has reported what this task waits for."""
-        node = get_xcom_val(ti, self.producer_task_id, get_status_xcom_key(self.model_unique_id))
+        node = self._node_result(ti)
         if node is None:
             return False
         if not self.tested or not is_dbt_node_status_success(node.get("status")):
@@ -109,9 +112,7 @@ class _WithTests:
         # Resumed from the trigger, in a new process: the event is the node's, or its
         # tests' when the task deferred a second time to wait for them. Which one it
         # is, the node's own result says.
-        node = get_xcom_val(
-            context["ti"], self.producer_task_id, get_status_xcom_key(self.model_unique_id)
-        )
+        node = self._node_result(context["ti"])
         self._node_done = bool(
             self.tested and node and is_dbt_node_status_success(node.get("status"))
         )
@@ -150,6 +151,3 @@ def builds_tests(producer: Any) -> None:
             continue
         kept.append(flag)
     producer.dbt_cmd_flags = kept
-
-
-__all__ = ["PRODUCER_WATCHER_TASK_ID", "builds_tests", "tested_nodes"]

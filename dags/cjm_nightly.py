@@ -124,16 +124,17 @@ def watch_dbt(group: TaskGroup) -> None:
             node.pool = POOL
             node.retries = 0
             node._pre_execute_hook = dbt_task_starts
-            node._post_execute_hook = dbt_task_ends
-            # Cosmos' own callbacks (they keep the nodes' results for a re-run) stay.
-            also_call(node, dbt_task_ends)
         elif hasattr(node, "poke_interval"):
             node.poke_interval = WATCH_SECONDS
             node.retries = 1
             node.retry_delay = timedelta(seconds=30)
             node._pre_execute_hook = fallback_task_starts
-            node._post_execute_hook = dbt_task_ends
-            also_call(node, dbt_task_ends)
+        else:
+            continue
+        # The lock goes back however the task ends; Cosmos' own callbacks (they keep
+        # the nodes' results for a re-run) stay.
+        node._post_execute_hook = dbt_task_ends
+        also_call(node, dbt_task_ends)
 
 
 @dag(
