@@ -295,11 +295,7 @@ class _Reader:
         )
 
     def personas(self) -> list[dict[str, Any]]:
-        rules = self.rows(
-            "select persona, any_value(label order by priority) as label, "
-            "string_agg(note, '; ' order by priority) as description "
-            "from persona_rules group by persona"
-        )
+        rules = self.rows("select persona, label, description from dim_personas")
         about = {r["persona"]: r for r in rules}
         counts = self.rows(
             "select persona, count(*) as customers from dim_customers "
@@ -915,13 +911,15 @@ class _Reader:
         }
 
     def ideal_path(self) -> dict[str, Any]:
-        steps = self.rows("select step, stage, touchpoint_id, label from ideal_path order by step")
+        steps = self.rows(
+            "select step, stage, touchpoint_id, label from dim_ideal_path order by step"
+        )
         journeys = self.con.execute("select count(*) from fct_journey_conformance").fetchone()[0]
         reached = dict(
             self.con.execute(
-                "select ideal_path.step, count(conformance.journey_id) from ideal_path "
+                "select ideal.step, count(conformance.journey_id) from dim_ideal_path as ideal "
                 "left join fct_journey_conformance as conformance "
-                "on conformance.steps_followed >= ideal_path.step group by ideal_path.step"
+                "on conformance.steps_followed >= ideal.step group by ideal.step"
             ).fetchall()
         )
         for s in steps:

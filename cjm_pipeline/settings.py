@@ -30,6 +30,8 @@ MARTS: tuple[str, ...] = (
     "dim_customers",
     "dim_touchpoints",
     "dim_stages",
+    "dim_personas",
+    "dim_ideal_path",
     "agg_stage_funnel",
     "agg_journey_populations",
     "agg_touchpoint_dropoff",
