@@ -37,8 +37,9 @@ FLOOR_SQL = """
 create or replace table floor_sessions as
 with events as (
     select identities.customer_id, events.event_id, events.occurred_at
-    from int_events as events
-    inner join int_identity__customers as identities on events.identity_node = identities.node
+    from intermediate.int_events as events
+    inner join intermediate.int_identity__customers as identities
+        on events.identity_node = identities.node
     where events.is_activity
 ),
 gaps as (
@@ -111,8 +112,13 @@ def pandas_run(database: str, lake: str, run_date: str, result: str) -> None:
     from benchmarks import pandas_pipeline
 
     with duckdb.connect(database, read_only=True) as con:
-        identities = con.sql("select node, customer_id from int_identity__customers").df()
-        listed = [row[0] for row in con.sql("select node from int_identity__overloaded").fetchall()]
+        identities = con.sql(
+            "select node, customer_id from intermediate.int_identity__customers"
+        ).df()
+        listed = [
+            row[0]
+            for row in con.sql("select node from intermediate.int_identity__overloaded").fetchall()
+        ]
     began = time.perf_counter()
     funnel = pandas_pipeline.run(
         Path(lake), identities, date.fromisoformat(run_date), not_merging=listed

@@ -639,7 +639,7 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
     """
     import duckdb
 
-    from cjm_pipeline.publish import INVENTORY_TABLE, PUBLISH_TABLE, read_inventory, wal_path
+    from cjm_pipeline.publish import PUBLISH_TABLE, inventory_name, read_inventory, wal_path
 
     target = settings.build_path
     staging = target.with_name(f".{target.name}.restoring")
@@ -651,7 +651,8 @@ def restore_build(settings: Settings, snapshot: Path) -> BuildState:
             ).fetchone()
             lake = read_inventory(con)
             con.execute(f"drop table {PUBLISH_TABLE}")
-            con.execute(f"drop table if exists {INVENTORY_TABLE}")
+            if (inventory := inventory_name(con)) is not None:
+                con.execute(f"drop table {inventory}")
             con.execute("checkpoint")
         wal_path(target).unlink(missing_ok=True)
         os.replace(staging, target)
@@ -759,15 +760,17 @@ def summary(database: Path) -> str:
 def unmerged_identifiers(con) -> list[str]:
     """A line per reason identifiers were kept from merging customers, with their kinds:
     none when every identifier merged (or the database predates the identity cap)."""
+    # In the intermediate schema; main in databases built before the layers had schemas.
     present = con.execute(
-        "select count(*) from information_schema.tables where table_catalog = current_database() "
-        "and table_schema = 'main' and table_name = 'int_identity__overloaded'"
-    ).fetchone()[0]
+        "select table_schema from information_schema.tables where table_catalog = "
+        "current_database() and table_schema in ('intermediate', 'main') "
+        "and table_name = 'int_identity__overloaded' order by table_schema = 'main'"
+    ).fetchall()
     if not present:
         return []
     rows = con.execute(
         "select reason, identifier_kind, any_value(max_customers_per_identifier), count(*) "
-        "from int_identity__overloaded group by reason, identifier_kind "
+        f'from "{present[0][0]}".int_identity__overloaded group by reason, identifier_kind '
         "order by reason, identifier_kind"
     ).fetchall()
     lines = []

@@ -73,6 +73,13 @@ from cjm_pipeline.settings import MARTS, Settings
 MART_PREFIXES: tuple[str, ...] = ("fct_", "dim_", "agg_")
 PUBLISH_TABLE = "cjm_publish"
 INVENTORY_TABLE = "cjm_lake_inventory"
+# The schemas of the layers under the marts (models/macros/schemas.sql): staging views,
+# intermediate tables and the rule seeds. The marts, the dimensions and cjm_publish are in
+# main, the schema a BI tool opens by default.
+LAYER_SCHEMAS: tuple[str, ...] = ("staging", "intermediate", "rules")
+# Beside the staging views over the lake, out of the marts' schema; snapshots published
+# before it moved there have it in main, which ``inventory_name`` still finds.
+INVENTORY_SCHEMA = "staging"
 DB_FILE = "cjm.duckdb"
 PARQUET = "parquet"
 SERVED = "served"
@@ -453,14 +460,22 @@ def database_problem(path: Path, published: bool = True) -> str | None:
     return None
 
 
+def inventory_name(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The qualified name of the lake inventory in this database, if it has one."""
+    found = con.execute(
+        "select schema_name from duckdb_tables() where database_name = current_database() "
+        "and table_name = ? order by schema_name = ? desc",
+        [INVENTORY_TABLE, INVENTORY_SCHEMA],
+    ).fetchall()
+    return f"{sql_name(found[0][0])}.{sql_name(INVENTORY_TABLE)}" if found else None
+
+
 def read_inventory(con: duckdb.DuckDBPyConnection) -> dict[str, list[object]] | None:
     """The lake partitions a published build read (None for snapshots without them)."""
-    present = con.execute(
-        "select count(*) from duckdb_tables() where table_name = ?", [INVENTORY_TABLE]
-    ).fetchone()[0]
-    if not present:
+    table = inventory_name(con)
+    if table is None:
         return None
-    rows = con.execute(f"select partition, bytes, rows, digest from {INVENTORY_TABLE}").fetchall()
+    rows = con.execute(f"select partition, bytes, rows, digest from {table}").fetchall()
     return {key: [size, count, digest] for key, size, count, digest in rows}
 
 
@@ -507,9 +522,10 @@ def check_served_wal(settings: Settings) -> None:
             )
 
 
-def checkpoint_and_copy(build: Path, dest: Path, config: dict[str, str]) -> None:
+def checkpoint_and_copy(build: Path, dest: Path, config: dict[str, str]) -> list[str]:
     """Fold the build's WAL into its file, then copy the file while still holding
-    DuckDB's exclusive lock, so no build can write into it mid-copy."""
+    DuckDB's exclusive lock, so no build can write into it mid-copy. What an earlier
+    layout left in main is dropped first (see ``drop_moved_relations``; returned)."""
     if not build.exists():
         raise PublishError(f"no build database at {build}: run `cjm build` first")
     try:
@@ -521,6 +537,7 @@ def checkpoint_and_copy(build: Path, dest: Path, config: dict[str, str]) -> None
             "`cjm build --date <run date> --full-refresh`"
         ) from exc
     try:
+        moved = drop_moved_relations(con)
         con.execute("checkpoint")
         if wal_path(build).exists():
             raise PublishError(
@@ -530,6 +547,28 @@ def checkpoint_and_copy(build: Path, dest: Path, config: dict[str, str]) -> None
         shutil.copyfile(build, dest)
     finally:
         con.close()
+    return moved
+
+
+def drop_moved_relations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop what a build of the earlier layout left in main: a table or view there whose
+    name is also a relation of a layer schema (the layer now builds it there). Returns
+    the names dropped."""
+    in_schemas = ", ".join(sql_string(schema) for schema in LAYER_SCHEMAS)
+    relations = (
+        "select schema_name, table_name as name, 'table' as kind from duckdb_tables() "
+        "where database_name = current_database() union all "
+        "select schema_name, view_name, 'view' from duckdb_views() "
+        "where database_name = current_database() and not internal"
+    )
+    moved = con.execute(
+        f"with relations as ({relations}) select name, kind from relations "
+        f"where schema_name = 'main' and name in (select name from relations "
+        f"where schema_name in ({in_schemas})) order by kind = 'table', name"
+    ).fetchall()
+    for name, kind in moved:
+        con.execute(f"drop {kind} main.{sql_name(name)}")
+    return [name for name, _ in moved]
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection, where: Path) -> list[str]:
@@ -582,14 +621,17 @@ def stamp_snapshot(
                 list(counts.values()),
             ],
         )
-        con.execute(f"drop table if exists {INVENTORY_TABLE}")
+        while (old := inventory_name(con)) is not None:
+            con.execute(f"drop table {old}")
         if lake is not None:
+            inventory = f"{INVENTORY_SCHEMA}.{INVENTORY_TABLE}"
+            con.execute(f"create schema if not exists {INVENTORY_SCHEMA}")
             con.execute(
-                f"create table {INVENTORY_TABLE} (partition varchar, bytes bigint, rows bigint, "
+                f"create table {inventory} (partition varchar, bytes bigint, rows bigint, "
                 "digest varchar)"
             )
             con.executemany(
-                f"insert into {INVENTORY_TABLE} values (?, ?, ?, ?)",
+                f"insert into {inventory} values (?, ?, ?, ?)",
                 [[key, *value] for key, value in sorted(lake.items())],
             )
         con.execute("checkpoint")
@@ -629,7 +671,12 @@ def prepare_snapshot(
     database = staging / DB_FILE
     staging.mkdir(parents=True)
     mark = time.perf_counter()
-    checkpoint_and_copy(settings.build_path, database, config)
+    moved = checkpoint_and_copy(settings.build_path, database, config)
+    if moved:
+        progress(
+            f"  dropped {len(moved)} relation(s) an earlier layout left in main, now built "
+            f"in {', '.join(LAYER_SCHEMAS)}: {', '.join(moved)}"
+        )
     steps["copy"] = time.perf_counter() - mark
     progress(f"  copied {database.stat().st_size / 1e6:,.0f} MB in {steps['copy']:.1f} s")
 

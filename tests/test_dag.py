@@ -333,8 +333,9 @@ def test_a_failing_test_fails_its_node(airflow_home) -> None:
     with duckdb.connect(str(settings.build_path)) as con:
         for _ in range(2):
             con.execute(
-                "insert into int_text_sentiment "
-                "select * replace ('evt_corrupt' as event_id) from int_text_sentiment limit 1"
+                "insert into intermediate.int_text_sentiment "
+                "select * replace ('evt_corrupt' as event_id) "
+                "from intermediate.int_text_sentiment limit 1"
             )
     day = START + timedelta(days=DAYS - 1)
     done = subprocess.run(

@@ -175,7 +175,7 @@ def _customers_by_message(database: Path, settings: Settings) -> dict[str, str]:
 def _customer_of_node(database: Path, node: str) -> str:
     with duckdb.connect(str(database), read_only=True) as con:
         return con.execute(
-            "select customer_id from int_identity__customers where node = ?", [node]
+            "select customer_id from intermediate.int_identity__customers where node = ?", [node]
         ).fetchone()[0]
 
 
@@ -315,12 +315,12 @@ def test_identifiers_kept_from_merging_are_listed_and_stand_alone(nights) -> Non
     with duckdb.connect(str(nights["settings"].build_path), read_only=True) as con:
         listed = con.sql(
             "select node, identifier_kind, reason, linked_user_ids, linked_people, "
-            "first_landing_date, over_cap_since from int_identity__overloaded"
+            "first_landing_date, over_cap_since from intermediate.int_identity__overloaded"
         ).pl()
         sharing = con.execute(
-            "select count(*) from int_identity__customers where customer_id in ("
-            "select customer_id from int_identity__customers "
-            "where node in (select node from int_identity__overloaded))"
+            "select count(*) from intermediate.int_identity__customers where customer_id in ("
+            "select customer_id from intermediate.int_identity__customers "
+            "where node in (select node from intermediate.int_identity__overloaded))"
         ).fetchone()[0]
     rows = {r["node"]: r for r in listed.iter_rows(named=True)}
     settings = nights["settings"]

@@ -315,7 +315,7 @@ def test_each_scored_language_reads_good_reviews_above_bad_ones(served) -> None:
     with a scorer, texts rated 4 or 5 average above texts rated 1 or 2."""
     rows = served.sql(
         "select s.language, e.rating >= 4 as good, avg(s.sentiment_score), count(*) "
-        "from int_text_sentiment s join fct_journey_events e using (event_id) "
+        "from intermediate.int_text_sentiment s join fct_journey_events e using (event_id) "
         "where s.scorer is not null and e.rating <> 3 group by all"
     ).fetchall()
     means = {(language, good): (mean, n) for language, good, mean, n in rows}

@@ -25,8 +25,13 @@ Funnel = dict[tuple[str, str], tuple[int, ...]]
 def pandas_funnel(settings: Settings, run_date: date) -> Funnel:
     """The pandas funnel summed by population and stage, fed the build's identity map."""
     with duckdb.connect(str(settings.build_path), read_only=True) as con:
-        identities = con.sql("select node, customer_id from int_identity__customers").df()
-        listed = [row[0] for row in con.sql("select node from int_identity__overloaded").fetchall()]
+        identities = con.sql(
+            "select node, customer_id from intermediate.int_identity__customers"
+        ).df()
+        listed = [
+            row[0]
+            for row in con.sql("select node from intermediate.int_identity__overloaded").fetchall()
+        ]
     funnel = pandas_pipeline.run(
         settings.lake_dir,
         identities,

@@ -103,7 +103,8 @@ def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
         in_funnel = "select journey_id from fct_journeys where population in ('known', 'anonymous')"
         with_path = {
             "touchpoint": (
-                f"select journey_id from int_journey_steps where journey_id in ({in_funnel})"
+                "select journey_id from intermediate.int_journey_steps "
+                f"where journey_id in ({in_funnel})"
             ),
             "stage": f"{in_funnel} and furthest_stage_order >= 1",
         }
@@ -153,10 +154,10 @@ def test_analyst_marts_agree_with_the_journeys(built: Settings) -> None:
         texts = scalar(
             con,
             "select count(*) from fct_journey_events where text is not null and text != '' "
-            "and event_type in (select event_type from voice_event_types)",
+            "and event_type in (select event_type from rules.voice_event_types)",
         )
         assert texts > 0
-        assert scalar(con, "select count(*) from int_text_sentiment") == texts
+        assert scalar(con, "select count(*) from intermediate.int_text_sentiment") == texts
         assert (
             scalar(con, "select sum(texts) + sum(texts_not_scored) from agg_stage_sentiment")
             == texts
@@ -373,9 +374,9 @@ def test_report_shows_times_to_the_next_stage_and_the_drivers(
     # newer text on a tie.
     with duckdb.connect(str(published.build_path), read_only=True) as con:
         lost = con.execute(
-            "select j.stage, e.text, s.sentiment_score from int_journey_stages j "
+            "select j.stage, e.text, s.sentiment_score from intermediate.int_journey_stages j "
             "join fct_journey_events e using (journey_id) "
-            "join int_text_sentiment s using (event_id) "
+            "join intermediate.int_text_sentiment s using (event_id) "
             "where j.outcome = 'dropped' and j.population in ('known', 'anonymous') "
             "and s.sentiment_label in ('negative', 'positive') and trim(e.text) != '' "
             "order by j.stage, s.sentiment_label = 'positive', "

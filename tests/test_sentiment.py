@@ -272,7 +272,7 @@ def test_the_model_scores_the_voice_in_each_language(built_voice: Settings) -> N
         built_voice,
         "select e.event_type, e.text, s.language, s.language_source, s.scorer, "
         "s.sentiment_score, s.sentiment_label "
-        "from int_text_sentiment s join fct_journey_events e using (event_id)",
+        "from intermediate.int_text_sentiment s join fct_journey_events e using (event_id)",
     )
     by_text = {row["text"]: row for row in table.iter_rows(named=True)}
     assert len(table) == 8
@@ -303,7 +303,7 @@ def test_a_search_query_is_not_a_voice_text(built_voice: Settings) -> None:
     searches = query(
         built_voice,
         "select e.event_id, s.event_id as scored from fct_journey_events e "
-        "left join int_text_sentiment s using (event_id) "
+        "left join intermediate.int_text_sentiment s using (event_id) "
         "where e.event_type = 'products_searched'",
     )
     assert len(searches) == 1

@@ -100,8 +100,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def _event_ids(settings: Settings) -> dict[str, str]:
     rows = query(
         settings,
-        "select native_id, event_id from stg_reviews__events "
-        "union all select native_id, event_id from stg_social__events",
+        "select native_id, event_id from staging.stg_reviews__events "
+        "union all select native_id, event_id from staging.stg_social__events",
     ).rows()
     return dict(rows)
 
@@ -168,7 +168,7 @@ def test_their_ratings_and_words_count_in_the_voice_marts(built: Settings) -> No
     # FIVE from the named reviewer, TWO from the anonymous one.
     assert ratings == (2, 7)
     ids = _event_ids(built)
-    scored = set(query(built, "select event_id from int_text_sentiment")["event_id"])
+    scored = set(query(built, "select event_id from intermediate.int_text_sentiment")["event_id"])
     assert {ids[ANONYMOUS_REVIEW], ids[ANONYMOUS_MENTION]} <= scored
 
 

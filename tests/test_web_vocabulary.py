@@ -278,7 +278,8 @@ def test_a_custom_event_is_classified_by_a_rule_that_names_it(
     }
     with duckdb.connect(str(settings.build_path), read_only=True) as con:
         scored = con.execute(
-            "select e.rating, s.language, s.scorer, s.sentiment_label from int_text_sentiment s "
+            "select e.rating, s.language, s.scorer, s.sentiment_label "
+            "from intermediate.int_text_sentiment s "
             "join fct_journey_events e using (event_id)"
         ).fetchall()
     assert scored == [(5, "en", "vader_en", "positive")]
