@@ -339,6 +339,16 @@ def _reading(settings: Settings, run_date: date | None) -> Iterator[None]:
     except ReportError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    except duckdb.CatalogException as exc:
+        # A night published by an earlier version, before a mart it lacks was added.
+        detail = str(exc).splitlines()[0]
+        night = "the served night" if run_date is None else f"the kept night of {run_date}"
+        typer.echo(
+            f"error: {night} was published without a table this version reads ({detail}): "
+            "the next `cjm run` publishes one with it",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
     except duckdb.Error as exc:
         # A file that opens but has a damaged block fails only at the query reading it.
         if run_date is None:

@@ -17,8 +17,10 @@ import pytest
 import sqlalchemy
 import yaml
 from sqlalchemy.pool import NullPool
+from typer.testing import CliRunner
 
 from cjm_pipeline.build import lake_inventory, restore_build
+from cjm_pipeline.cli import app
 from cjm_pipeline.publish import publish, read_inventory
 from cjm_pipeline.settings import MARTS, PROJECT_ROOT, Settings
 from tests.conftest import RUN_DATE, quiet
@@ -66,16 +68,20 @@ def relations(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def served(built: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The built sample published as a night publishes it, with its lake inventory."""
-    root = tmp_path_factory.mktemp("served")
+def own_copy(built: Settings, root: Path) -> Settings:
+    """Settings with a copy of the built sample as their build database."""
     build = root / "build" / "cjm.duckdb"
     build.parent.mkdir()
     shutil.copyfile(built.build_path, build)
-    settings = built.model_copy(
+    return built.model_copy(
         update={"build_path": build, "warehouse_path": root / "warehouse" / "cjm.duckdb"}
     )
+
+
+@pytest.fixture(scope="module")
+def served(built: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The built sample published as a night publishes it, with its lake inventory."""
+    settings = own_copy(built, tmp_path_factory.mktemp("served"))
     lake = {key: list(value) for key, value in lake_inventory(settings, RUN_DATE).items()}
     publish(settings, RUN_DATE, 1, progress=quiet, lake=lake)
     return settings
@@ -176,12 +182,8 @@ def test_a_build_of_the_earlier_layout_is_tidied_at_its_publish(
     """A build database from before the layers had schemas keeps its old relations in
     main; the first publish after the (full-refresh) build drops them, names them, and
     leaves the marts and the layers whole; a table that is no layer's stays."""
-    build = tmp_path / "build" / "cjm.duckdb"
-    build.parent.mkdir()
-    shutil.copyfile(built.build_path, build)
-    settings = built.model_copy(
-        update={"build_path": build, "warehouse_path": tmp_path / "warehouse" / "cjm.duckdb"}
-    )
+    settings = own_copy(built, tmp_path)
+    build = settings.build_path
     with duckdb.connect(str(build)) as con:
         events = con.execute("select count(*) from intermediate.int_events").fetchall()
         con.execute("create table main.int_events as select * from intermediate.int_events")
@@ -229,3 +231,26 @@ def test_a_snapshot_of_the_earlier_layout_still_gives_its_lake_back(
     with duckdb.connect(str(settings.build_path), read_only=True) as con:
         assert "cjm_lake_inventory" not in relations(con)["main"]
         assert "cjm_publish" not in relations(con)["main"]
+
+
+def test_a_night_published_before_a_mart_was_added_is_named_not_called_damaged(
+    built: Settings, tmp_path: Path
+) -> None:
+    """Between an upgrade and its first night, the served night lacks the new marts:
+    the report says so and what brings them, instead of calling the file damaged."""
+    settings = own_copy(built, tmp_path)
+    publish(settings, RUN_DATE, 1, progress=quiet)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("drop table dim_personas")
+    env = {
+        "CJM_DATA_DIR": str(settings.data_dir),
+        "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
+        "CJM_BUILD_PATH": str(settings.build_path),
+    }
+
+    done = CliRunner().invoke(app, ["report"], env=env)
+
+    assert done.exit_code == 1
+    assert "the served night was published without a table this version reads" in done.output
+    assert "dim_personas" in done.output and "the next `cjm run`" in done.output
+    assert "damaged" not in done.output and "Traceback" not in done.output
