@@ -54,8 +54,11 @@ chromium:
 		fi; \
 	fi
 
+# A pytest-xdist worker per core, fed whole groups of tests (see tests/conftest.py);
+# TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= auto
 test: $(STAMP) chromium
-	$(RUN)/pytest
+	$(RUN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 lint: $(STAMP)
 	$(RUN)/ruff check .

@@ -233,3 +233,53 @@ def open_page(browser) -> Iterator[Callable[..., Opened]]:
     yield opener
     for page in pages:
         page.close()
+
+
+# Under pytest-xdist (`make test` runs a worker per core) tests go to the workers in
+# groups, each run whole by one worker: a module is a group, so its module fixtures are
+# made once. Exceptions: the two tests that start a real scheduler share a group, since
+# a scheduler's worker and triggerer log servers take fixed ports; and the reliability
+# module, the longest, is cut in two (each half makes its own first night). Groups are
+# handed out longest first, so that no long group starts last; the seconds are
+# measured serial times, used only for that order.
+TOGETHER = {
+    "test_airflow_local.py": "airflow-servers",
+    "test_airflow_production.py": "airflow-servers",
+}
+SECOND_HALF = {
+    "test_reliability.py": {
+        "test_readers_see_only_complete_snapshots_while_a_night_publishes",
+        "test_a_corrupted_batch_stops_the_night_before_publishing",
+        "test_a_damaged_served_file_and_state_file_are_named_and_the_night_replaces_them",
+        "test_an_erased_lake_partition_reaches_the_served_marts",
+    }
+}
+GROUP_SECONDS = {
+    "test_reliability.py/2": 305,
+    "airflow-servers": 272,
+    "test_reliability.py": 268,
+    "test_dag.py": 253,
+    "test_journeys.py": 194,
+    "test_marketplace_journeys.py": 145,
+    "test_identity.py": 63,
+    "test_gate_demo.py": 61,
+    "test_sentiment.py": 55,
+    "test_pii_scan.py": 55,
+    "test_validate.py": 54,
+    "test_publish.py": 49,
+    "test_served_contract.py": 45,
+}
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    module = item.path.name
+    if item.originalname in SECOND_HALF.get(module, ()):
+        return f"{module}/2"
+    return TOGETHER.get(module, module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    # Stable: within a group, tests keep the order they are written in.
+    items.sort(key=lambda item: -GROUP_SECONDS.get(xdist_group_of(item), 0))
