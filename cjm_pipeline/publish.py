@@ -14,13 +14,19 @@ What lives where (all under the directory of ``settings.warehouse_path``)::
 
 A publish copies the checkpointed build database into a temporary folder, stamps the
 copy with a ``cjm_publish`` table (build id, run date, time, snapshot name, fingerprint,
-and ``mart_rows``: a map from every mart to its row count) and a ``cjm_lake_inventory``
-table (the lake partitions the build read), exports the marts as Parquet next to it,
-marks it ``pending``, renames the folder into ``snapshots/``, and only then switches
-``served`` with one atomic ``os.replace``, after which the mark is removed. The served
-database and ``parquet/current`` both go through ``served``, so that one rename
-switches both: a reader never finds the database of one night beside the Parquet files
-of another.
+and ``mart_rows``: a map from every mart to its row count) and a
+``staging.cjm_lake_inventory`` table (the lake partitions the build read), exports the
+marts as Parquet next to it, marks it ``pending``, renames the folder into
+``snapshots/``, and only then switches ``served`` with one atomic ``os.replace``, after
+which the mark is removed. The served database and ``parquet/current`` both go through
+``served``, so that one rename switches both: a reader never finds the database of one
+night beside the Parquet files of another.
+
+The marts, the dimensions and ``cjm_publish`` are in the schema ``main``, where a BI
+tool looks first; the staging views, intermediate tables and rule seeds the build keeps
+beside them are in the schemas ``staging``, ``intermediate`` and ``rules``. What a
+build of the earlier one-schema layout left in ``main`` is dropped by the first publish
+after the layers moved (see ``drop_moved_relations``).
 
 Every kill point leaves a state the next publish, rollback or prune repairs (each starts
 by repairing, under the night lock): temporary folders are deleted; a ``pending``
