@@ -278,8 +278,11 @@ def xdist_group_of(item: pytest.Item) -> str:
     return TOGETHER.get(module, module)
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # At collection, before pytest-xdist names each test after its group.
+    item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
     # Stable: within a group, tests keep the order they are written in.
     items.sort(key=lambda item: -GROUP_SECONDS.get(xdist_group_of(item), 0))
