@@ -278,6 +278,11 @@ def xdist_group_of(item: pytest.Item) -> str:
     return TOGETHER.get(module, module)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist declares the mark; declared here too for a run with `-p no:xdist`.
+    config.addinivalue_line("markers", "xdist_group(name): tests run on one worker")
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     # At collection, before pytest-xdist names each test after its group.
     item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))

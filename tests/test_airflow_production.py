@@ -36,9 +36,19 @@ def free_port() -> int:
 
 
 def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
-    """The sample ends yesterday (UTC): the night the scheduler creates when the DAG is
-    first unpaused (catchup off: the latest complete interval) processes it."""
-    last = datetime.now(UTC).date() - timedelta(days=1)
+    """The night the scheduler creates when the DAG is first unpaused (catchup off: the
+    latest complete interval) processes the sample's last day.
+
+    The cron hour is put twelve hours from now, so the latest complete interval cannot
+    change while the test runs (with the default 03:00, a run started after midnight
+    UTC would be handed the interval of the day before yesterday).
+    """
+    now = datetime.now(UTC)
+    hour = (now.hour + 12) % 24
+    end = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if end > now:
+        end -= timedelta(days=1)
+    last = (end - timedelta(days=1)).date()
     start = last - timedelta(days=DAYS - 1)
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -56,6 +66,7 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
         "CJM_SALT": settings.salt,
         "CJM_WAREHOUSE_PATH": str(settings.warehouse_path),
         "CJM_BUILD_PATH": str(settings.build_path),
+        "CJM_SCHEDULE": f"0 {hour} * * *",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     subprocess.run(
@@ -74,8 +85,8 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
         for child in deployment.processes:
             root = psutil.Process(child.pid)
             seen += [root, *root.children(recursive=True)]
-        # The DAG is parsed by the DAG processor, then unpaused and one night triggered
-        # for the last landing date (its logical date at 03:00).
+        # The DAG is parsed by the DAG processor, then unpaused: the scheduler makes the
+        # run of the latest complete interval, whose logical date is the last landing date.
         deadline = time.monotonic() + 300
         while "cjm_nightly" not in deployment.run("dags", "list", "-o", "json"):
             assert time.monotonic() < deadline, "the DAG processor never listed cjm_nightly"
