@@ -561,10 +561,15 @@ def build(
     since: date | None = None,
     record: bool = True,
     plan: BuildPlan | None = None,
+    unit_tests: bool = False,
 ) -> BuildResult:
-    """dbt build of every model, seed and test, as of ``run_date``.
+    """dbt build of every model, seed and data test, as of ``run_date``.
 
-    ``tests=False`` builds the models and seeds without running the data and unit tests.
+    ``tests=False`` builds the models and seeds without running the data tests.
+    ``unit_tests=True`` runs the dbt unit tests as well: they check the models' logic
+    on fixed inputs, so they belong where the models change (``make test``, CI, a
+    developer's ``cjm build --unit-tests``), not in every night, which they would cost
+    a tenth of its build.
     ``since`` is the earliest landing date ingested for this run (a backfill): the
     incremental window reaches back to it. ``plan`` is one the caller made with
     ``plan_build`` under the same lock (the night plans before its events gate). The
@@ -574,7 +579,7 @@ def build(
     """
     with night_lock(settings, "cjm build", progress=progress):
         plan = plan or plan_build(settings, run_date, full_refresh, since, progress)
-        return _build(settings, plan, select, progress, tests, record)
+        return _build(settings, plan, select, progress, tests, record, unit_tests)
 
 
 def _build(
@@ -584,6 +589,7 @@ def _build(
     progress: Callable[[str], None],
     tests: bool,
     record: bool,
+    unit_tests: bool = False,
 ) -> BuildResult:
     progress(
         f"dbt build as of {plan.run_date} "
@@ -596,7 +602,9 @@ def _build(
     if select:
         args += ["--select", select]
     if not tests:
-        args += ["--exclude", "resource_type:test", "resource_type:unit_test"]
+        args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+    elif not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     statuses = run_dbt(settings, args, progress)
     if select is None and record:
         record_build(settings, plan)

@@ -190,7 +190,12 @@ def _ingest_and_report(settings, dates: list[date], sources: list[str], workers:
 
 
 def _build_and_report(
-    settings, run_date: date, full_refresh: bool, select: str | None, since: date | None = None
+    settings,
+    run_date: date,
+    full_refresh: bool,
+    select: str | None,
+    since: date | None = None,
+    unit_tests: bool = False,
 ) -> None:
     from cjm_pipeline.build import (
         BuildError,
@@ -203,7 +208,15 @@ def _build_and_report(
 
     began = time.perf_counter()
     try:
-        result = build(settings, run_date, full_refresh, select, progress=typer.echo, since=since)
+        result = build(
+            settings,
+            run_date,
+            full_refresh,
+            select,
+            progress=typer.echo,
+            since=since,
+            unit_tests=unit_tests,
+        )
     except (NothingToBuild, DamagedLake) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -230,6 +243,14 @@ def build_command(
     date_: Annotated[str, typer.Option("--date", help="Run date: last landing date to include.")],
     full_refresh: FullRefresh = False,
     select: Annotated[str | None, typer.Option(help="dbt selector, e.g. tag:marts.")] = None,
+    unit_tests: Annotated[
+        bool,
+        typer.Option(
+            "--unit-tests",
+            help="Run the dbt unit tests too (the models' logic on fixed inputs; "
+            "nights leave them to make test and CI).",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     wait: Wait = False,
     force: Force = False,
@@ -238,7 +259,7 @@ def build_command(
     settings = get_settings(data_dir=data_dir)
     run_date = _parse_date(date_)
     with _night(settings, "cjm build", wait, force):
-        _build_and_report(settings, run_date, full_refresh, select)
+        _build_and_report(settings, run_date, full_refresh, select, unit_tests=unit_tests)
 
 
 @app.command()

@@ -141,8 +141,9 @@ def tested_nodes(tasks: list, tests_per_model: dict[str, list[str]]) -> None:
 
 
 def builds_tests(producer: Any) -> None:
-    """The producer's `dbt build` runs the data and unit tests too, as `cjm run` does
-    (Cosmos leaves them out when no test task is rendered)."""
+    """The producer's `dbt build` runs the data tests too, as `cjm run` does (Cosmos
+    leaves them out when no test task is rendered), and, as `cjm run` does, not the unit
+    tests, which check the models' logic and run where the models change (CI)."""
     flags, kept = list(producer.dbt_cmd_flags or []), []
     while flags:
         flag = flags.pop(0)
@@ -150,4 +151,4 @@ def builds_tests(producer: Any) -> None:
             flags.pop(0)
             continue
         kept.append(flag)
-    producer.dbt_cmd_flags = kept
+    producer.dbt_cmd_flags = [*kept, "--exclude-resource-type", "unit_test"]

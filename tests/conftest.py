@@ -111,8 +111,11 @@ JOURNEY_GAP_DAYS = 3  # short enough that journeys end and drop within the 12-da
 
 
 @pytest.fixture(scope="session")
-def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The sample lake built into its own database, full refresh, as of its last day."""
+def built_nodes(
+    sample: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Settings, dict[str, str]]:
+    """The sample lake built into its own database, full refresh, as of its last day,
+    with the dbt unit tests (the suite's one run of them); dbt's status per node."""
     settings = sample.model_copy(
         update={
             "build_path": tmp_path_factory.mktemp("build") / "cjm.duckdb",
@@ -120,8 +123,13 @@ def built(sample: Settings, tmp_path_factory: pytest.TempPathFactory) -> Setting
             "journey_gap_days": JOURNEY_GAP_DAYS,
         }
     )
-    build(settings, RUN_DATE, progress=quiet)
-    return settings
+    result = build(settings, RUN_DATE, progress=quiet, unit_tests=True)
+    return settings, result.statuses
+
+
+@pytest.fixture(scope="session")
+def built(built_nodes: tuple[Settings, dict[str, str]]) -> Settings:
+    return built_nodes[0]
 
 
 def env_of(settings: Settings) -> dict[str, str]:

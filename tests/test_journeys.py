@@ -5,16 +5,18 @@ models (Polars over the lake, grouped by the true customer)."""
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+import yaml
 
 from cjm_pipeline.build import build, summary
 from cjm_pipeline.ingest import ingest
-from cjm_pipeline.settings import Settings
+from cjm_pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import MARTS, query, quiet, sample_dates
 
 COMPANY_EVENTS = [
@@ -318,3 +320,23 @@ def test_every_column_has_a_type_even_in_an_empty_table(built) -> None:
         "BIGINT",
         "DOUBLE",
     )
+
+
+def test_the_full_build_ran_every_dbt_unit_test_and_they_passed(built_nodes) -> None:
+    """The suite's one run of the dbt unit tests (a night leaves them out): every unit
+    test the models' YAML declares ran, and passed, beside the data tests."""
+    _, statuses = built_nodes
+    declared = {
+        f"{unit['model']}.{unit['name']}"
+        for path in (PROJECT_ROOT / "models").rglob("*.yml")
+        for unit in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", [])
+    }
+    ran = {
+        node.removeprefix("unit_test.cjm."): status
+        for node, status in statuses.items()
+        if node.startswith("unit_test.")
+    }
+    assert len(declared) >= 19
+    assert ran == dict.fromkeys(declared, "pass")
+    kinds = Counter(node.split(".")[0] for node in statuses)
+    assert kinds["test"] > 100 and set(kinds) == {"model", "seed", "test", "unit_test"}

@@ -16,10 +16,11 @@ README states them, never from the marts:
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -86,6 +87,15 @@ def test_the_incremental_night_equals_a_full_refresh(market: Path, tmp_path: Pat
     nightly, full = _marts(market / "warehouse" / "cjm.duckdb"), _marts(settings.build_path)
     for name in MARTS:
         assert nightly[name].equals(full[name]), name
+
+
+def test_a_night_runs_the_data_tests_and_leaves_the_unit_tests_to_ci(market: Path) -> None:
+    results = json.loads(
+        (market / "warehouse" / "build" / "dbt" / "target" / "run_results.json").read_text()
+    )
+    kinds = Counter(node["unique_id"].split(".")[0] for node in results["results"])
+    assert kinds["model"] > 40 and kinds["test"] > 100
+    assert kinds["unit_test"] == 0
 
 
 def _naive(value: datetime) -> datetime:

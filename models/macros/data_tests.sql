@@ -1,0 +1,29 @@
+{#
+    not_null_columns: every listed column of the model holds no null, checked in one
+    scan of the model. It fails with a row per column that holds nulls (column_name,
+    null_rows), so a failure still names each column, as a not_null test per column
+    would; one test per model instead of one per column saves dbt's cost per test node
+    (about 20 ms each, over two hundred columns, every night).
+#}
+{% test not_null_columns(model, column_names) %}
+
+with null_counts as (
+
+    select
+        {%- for column in column_names %}
+        sum(case when {{ adapter.quote(column) }} is null then 1 else 0 end)
+            as {{ adapter.quote(column) }}
+        {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    from {{ model }}
+
+)
+
+{% for column in column_names %}
+select '{{ column }}' as column_name, {{ adapter.quote(column) }} as null_rows
+from null_counts
+where {{ adapter.quote(column) }} > 0
+{% if not loop.last %}union all{% endif %}
+{% endfor %}
+
+{% endtest %}
