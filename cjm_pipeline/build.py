@@ -477,16 +477,15 @@ def plan_build(
     return BuildPlan(run_date, False, widened, why, build_id, state.build_id, current, lake)
 
 
-def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
+def dbt_vars(settings: Settings) -> dict[str, object]:
+    """dbt's --vars: the settings, which change only when the settings do, so dbt's
+    parse of the project (which a change in --vars voids) holds from night to night.
+    The night's own values travel in ``CJM_NIGHT`` (``night_values``)."""
     return {
-        "run_date": plan.run_date.isoformat(),
         "session_gap_minutes": settings.session_gap_minutes,
         "session_cap_hours": settings.session_cap_hours,
         "journey_gap_days": settings.journey_gap_days,
         "return_window_days": settings.return_window_days,
-        "lookback_days": plan.lookback_days,
-        "build_id": plan.build_id,
-        "last_success_build_id": plan.last_success_build_id,
         "funnel_period": settings.funnel_period,
         "attribution_half_life_days": settings.attribution_half_life_days,
         "driver_min_journeys": settings.driver_min_journeys,
@@ -497,6 +496,17 @@ def dbt_vars(settings: Settings, plan: BuildPlan) -> dict[str, object]:
         # The built-in placeholders and CJM_IDENTITY_DENY_LIST: a value listed later
         # stops merging customers in history too (it is in the fingerprint).
         "identity_placeholders": sorted(settings.identity_deny_values),
+    }
+
+
+def night_values(plan: BuildPlan) -> dict[str, object]:
+    """The night's values, which the models read while dbt runs (``night()`` in
+    models/macros/run_window.sql), handed to dbt as the JSON of ``CJM_NIGHT``."""
+    return {
+        "run_date": plan.run_date.isoformat(),
+        "lookback_days": plan.lookback_days,
+        "build_id": plan.build_id,
+        "last_success_build_id": plan.last_success_build_id,
     }
 
 
@@ -523,15 +533,22 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
 
 
 def run_dbt(
-    settings: Settings, args: list[str], progress: Callable[[str], None] = print
+    settings: Settings,
+    args: list[str],
+    progress: Callable[[str], None] = print,
+    plan: BuildPlan | None = None,
 ) -> dict[str, str]:
-    """Run one dbt command; returns node -> status, raises BuildError on failure.
+    """Run one dbt command (for the night of ``plan``, if given); returns node ->
+    status, raises BuildError on failure.
 
     dbt runs in a child process: the build database is then closed when it returns,
     so this process (or any other) can open it right after.
     """
     settings.build_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **dbt_environment(settings)}
+    env.pop("CJM_NIGHT", None)
+    if plan is not None:
+        env["CJM_NIGHT"] = json.dumps(night_values(plan))
     dbt = Path(sys.executable).with_name("dbt")
     command = [str(dbt), "--no-use-colors", *args, "--project-dir", str(PROJECT_ROOT)]
     with subprocess.Popen(
@@ -596,7 +613,7 @@ def _build(
         f"({'full refresh' if plan.full_refresh else 'incremental'}: {plan.reason}; "
         f"lookback {plan.lookback_days} days)"
     )
-    args = ["build", "--vars", json.dumps(dbt_vars(settings, plan))]
+    args = ["build", "--vars", json.dumps(dbt_vars(settings))]
     if plan.full_refresh:
         args.append("--full-refresh")
     if select:
@@ -605,7 +622,7 @@ def _build(
         args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
     elif not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
-    statuses = run_dbt(settings, args, progress)
+    statuses = run_dbt(settings, args, progress, plan)
     if select is None and record:
         record_build(settings, plan)
     return BuildResult(plan, settings.build_path, statuses)
@@ -617,9 +634,9 @@ def manifest_path(settings: Settings) -> Path:
 
 
 def write_manifest(settings: Settings, progress: Callable[[str], None] = print) -> Path:
-    """``dbt parse``: refresh the manifest (every build refreshes it too)."""
-    plan = BuildPlan(date(2099, 12, 31), False, settings.build_lookback_days, "parse")
-    run_dbt(settings, ["parse", "--vars", json.dumps(dbt_vars(settings, plan))], progress)
+    """``dbt parse``: refresh the manifest (every build refreshes it too), with the
+    --vars of a build, so the parse it leaves serves the next build."""
+    run_dbt(settings, ["parse", "--vars", json.dumps(dbt_vars(settings))], progress)
     return manifest_path(settings)
 
 

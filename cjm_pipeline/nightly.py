@@ -28,6 +28,7 @@ from cjm_pipeline.build import (
     dbt_environment,
     dbt_vars,
     load_state_quietly,
+    night_values,
     plan_build,
     record_build,
 )
@@ -259,7 +260,8 @@ def gate_events(day: str) -> list[str]:
 
 
 def plan(day: str, full_refresh: bool = False, run_id: str | None = None) -> dict[str, object]:
-    """What tonight's dbt build is: its number, window and vars (for the dbt tasks).
+    """What tonight's dbt build is: its number, window, vars and night values (for the
+    dbt tasks: ``CJM_NIGHT``, see ``night_values``).
 
     Planned under the night lock, which also records the night as in progress (until
     publish) for the tasks after it and for the command line."""
@@ -283,12 +285,13 @@ def plan(day: str, full_refresh: bool = False, run_id: str | None = None) -> dic
     return {
         **values,
         "run_date": build_plan.run_date.isoformat(),
-        "vars": json.dumps(dbt_vars(settings, build_plan)),
+        "vars": json.dumps(dbt_vars(settings)),
+        "night": json.dumps(night_values(build_plan)),
     }
 
 
 def _plan(values: dict[str, object]) -> BuildPlan:
-    fields = {k: v for k, v in values.items() if k not in {"vars", "lake"}}
+    fields = {k: v for k, v in values.items() if k not in {"vars", "night", "lake"}}
     fields["run_date"] = date.fromisoformat(str(fields["run_date"]))
     return BuildPlan(**fields)
 

@@ -80,6 +80,7 @@ PARQUET = Asset(
 )
 # What the dbt tasks take from tonight's plan (plan_build's return value).
 PLANNED_VARS = "{{ ti.xcom_pull(task_ids='plan_build')['vars'] }}"
+PLANNED_NIGHT = "{{ ti.xcom_pull(task_ids='plan_build')['night'] }}"
 PLANNED_FULL_REFRESH = "{{ ti.xcom_pull(task_ids='plan_build')['full_refresh'] }}"
 
 # Every task touches files, the execution API or a database, so every task retries with
@@ -250,7 +251,9 @@ def cjm_nightly() -> None:
         operator_args={
             "vars": PLANNED_VARS,
             "full_refresh": PLANNED_FULL_REFRESH,
-            "env": dbt_task_environment(),
+            # The night's values reach the models in CJM_NIGHT, the settings in --vars
+            # (cjm_pipeline.build.night_values: dbt's parse then holds across nights).
+            "env": {**dbt_task_environment(), "CJM_NIGHT": PLANNED_NIGHT},
             "append_env": True,
             "install_deps": False,
         },

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
-from cjm_pipeline.build import build, summary
+from cjm_pipeline.build import build, dbt_work_dir, summary
 from cjm_pipeline.ingest import ingest
 from cjm_pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import MARTS, query, quiet, sample_dates
@@ -295,6 +295,11 @@ def test_full_refresh_equals_seven_incremental_nights(sample, tmp_path) -> None:
     # Some customer ids disappeared on the way: later events merged them into others.
     merged_away = set.union(*customer_ids[:-1]) - customer_ids[-1]
     assert merged_away
+    # dbt parsed the project for the first build only: the nights changed no --vars
+    # (their own values travel in CJM_NIGHT), so each kept the parse.
+    log = "".join(path.read_text() for path in (dbt_work_dir(nightly) / "logs").glob("dbt.log*"))
+    assert log.count("Unable to do partial parsing") == 1
+    assert log.count("Partial parsing enabled, no changes found, skipping parsing") == 8
 
 
 def test_every_column_has_a_type_even_in_an_empty_table(built) -> None:

@@ -280,7 +280,7 @@ def test_listing_an_identifier_reclassifies_history_with_a_full_refresh(night: S
 
     assert plan.full_refresh
     assert plan.reason == "settings, seeds or models changed since the last build"
-    placeholders = dbt_vars(listed, plan)["identity_placeholders"]
+    placeholders = dbt_vars(listed)["identity_placeholders"]
     assert set(placeholders) == set(IDENTITY_PLACEHOLDERS) | {"kiosk-7", "shared-tablet"}
 
 

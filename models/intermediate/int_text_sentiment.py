@@ -245,7 +245,10 @@ def model(dbt, session):
         unique_key="event_id",
         incremental_strategy="delete+insert",
     )
-    build_id = int(dbt.config.get("build_id"))
+    # The night's number comes from int_night: a config would hold the one dbt parsed.
+    # (dbt finds a ref only in a call of its own, not at the head of a chain.)
+    night = dbt.ref("int_night")
+    build_id = int(night.select("build_id").fetchall()[0][0])
     events = dbt.ref("fct_journey_events")
     voice = dbt.ref("voice_event_types").select("event_type")
     texts = events.filter("text is not null and trim(text) != ''")

@@ -27,3 +27,25 @@ where {{ adapter.quote(column) }} > 0
 {% endfor %}
 
 {% endtest %}
+
+{#-
+    A test's where config may name the night's values as {build_id}, {run_date} and
+    {window_start}: dbt renders where when it parses the project, and the night's
+    values reach dbt only as its nodes run (see night() in run_window.sql), so they
+    are filled in here, where dbt wraps the tested relation in the filter.
+-#}
+{% macro default__get_where_subquery(relation) -%}
+    {%- set where = config.get("where", "") -%}
+    {%- if where -%}
+        {%- set where = where
+            | replace("{build_id}", build_id() | string)
+            | replace("{run_date}", run_date())
+            | replace("{window_start}", window_start()) -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- else -%}
+        {%- do return(relation) -%}
+    {%- endif -%}
+{%- endmacro %}
