@@ -19,7 +19,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)
 	AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT=120 \
 	AIRFLOW__COSMOS__ENABLE_TELEMETRY=$(AIRFLOW_COSMOS_TELEMETRY)
 
-.PHONY: install demo test lint format bench bench-ingest bench-airflow airflow airflow-init airflow-stop clean chromium
+.PHONY: install demo test lint format bench bench-ingest bench-identity bench-airflow airflow airflow-init airflow-stop clean chromium
 
 install: $(STAMP)
 
@@ -77,6 +77,10 @@ bench: $(STAMP)
 
 bench-ingest: $(STAMP)
 	$(RUN)/python -m benchmarks.bench_ingest
+
+# The identity model on synthetic graphs of 10M and 100M identifiers.
+bench-identity: $(STAMP)
+	$(RUN)/python -m benchmarks.bench_identity
 
 # The same night through `cjm run` and through the DAG under a real scheduler.
 bench-airflow: $(STAMP)

@@ -18,7 +18,7 @@
 -- handle, device id) that merges (with_customer_node). A shared device seen with a
 -- login goes with the login; a shared mailbox seen with a device goes with the
 -- device; a shared device seen alone goes to the device's own customer.
-with recursive edges as (
+with edges as (
     select * from {{ ref('int_identity__edges') }}
 ),
 
@@ -33,12 +33,6 @@ merging_edges as (
         and node_b not in (select node from not_merging)
 ),
 
-directed as (
-    select node_a as node, node_b as neighbour from merging_edges
-    union
-    select node_b as node, node_a as neighbour from merging_edges
-),
-
 nodes as (
     select node, min(first_landing_date) as first_landing_date
     from (
@@ -49,26 +43,41 @@ nodes as (
     group by node
 ),
 
+-- Nodes numbered from 0, oldest first: a component's smallest number is its oldest
+-- identifier.
 ranked as (
     select
         node,
         first_landing_date,
-        row_number() over (order by first_landing_date, node) as node_rank
+        row_number() over (order by first_landing_date, node) - 1 as node_rank
     from nodes
 ),
 
--- Label propagation: every node takes the smallest rank among its neighbours until
--- nothing changes; the rows that change in a round drive the next round.
-components (node, component_rank) using key (node) as (
-    select node, node_rank from ranked
-    union
-    select directed.neighbour, min(components.component_rank)
-    from components
-    inner join directed on directed.node = components.node
-    inner join recurring.components as current_label
-        on current_label.node = directed.neighbour
-    group by directed.neighbour
-    having min(components.component_rank) < min(current_label.component_rank)
+-- (An identifier's edge to itself, seen alone, joins nothing: every node is in ranked.)
+numbered_edges as (
+    select a.node_rank as rank_a, b.node_rank as rank_b
+    from merging_edges
+    inner join ranked as a on a.node = merging_edges.node_a
+    inner join ranked as b on b.node = merging_edges.node_b
+    where merging_edges.node_a <> merging_edges.node_b
+),
+
+-- The connected components of the merging edges, in one pass over the graph (SciPy's
+-- connected_components, registered by cjm_pipeline/dbt_functions.py): for each node
+-- number, the smallest number in its component.
+labelled as (
+    select
+        cjm_component_ranks(
+            (select count(*) from ranked), list(rank_a), list(rank_b)
+        ) as component_ranks
+    from numbered_edges
+),
+
+components as (
+    select
+        unnest(range(len(component_ranks))) as node_rank,
+        unnest(component_ranks) as component_rank
+    from labelled
 ),
 
 anchors as (
@@ -77,13 +86,13 @@ anchors as (
 
 final as (
     select
-        components.node,
-        split_part(components.node, ':', 1) as identifier_kind,
+        ranked.node,
+        split_part(ranked.node, ':', 1) as identifier_kind,
         {{ short_id('cus', 'anchors.anchor_node') }} as customer_id,
         ranked.first_landing_date
     from components
     inner join anchors on components.component_rank = anchors.node_rank
-    inner join ranked on components.node = ranked.node
+    inner join ranked on components.node_rank = ranked.node_rank
 )
 
 select * from final
