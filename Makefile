@@ -58,9 +58,11 @@ chromium:
 		fi; \
 	fi
 
-# A pytest-xdist worker per core, fed whole groups of tests (see tests/conftest.py);
+# pytest-xdist workers fed whole groups of tests (see tests/conftest.py): one more
+# than the cores, as several groups spend much of their time waiting on the processes
+# they start (Airflow's scheduler and workers, PostgreSQL, a night killed on purpose);
 # TEST_WORKERS=0 runs the suite in this one process.
-TEST_WORKERS ?= auto
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print((os.cpu_count() or 1) + 1)")
 test: $(STAMP) chromium
 	$(RUN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
