@@ -248,8 +248,10 @@ def open_page(browser) -> Iterator[Callable[..., Opened]]:
 # made once. Exceptions: the two tests that start a real scheduler share a group, since
 # a scheduler's worker and triggerer log servers take fixed ports; and the reliability
 # module, the longest, is cut in two (each half makes its own first night). Groups are
-# handed out longest first, so that no long group starts last; the seconds are
-# measured serial times, used only for that order.
+# handed out longest first, so that no long group starts last (`make test` passes
+# --no-loadscope-reorder: pytest-xdist would otherwise hand out the groups with the
+# most tests first, and the two scheduler tests last); the seconds are measured times
+# with the suite's workers, used only for that order.
 TOGETHER = {
     "test_airflow_local.py": "airflow-servers",
     "test_airflow_production.py": "airflow-servers",
@@ -263,19 +265,19 @@ SECOND_HALF = {
     }
 }
 GROUP_SECONDS = {
-    "test_reliability.py/2": 305,
-    "airflow-servers": 272,
-    "test_reliability.py": 268,
-    "test_dag.py": 253,
-    "test_journeys.py": 194,
-    "test_marketplace_journeys.py": 145,
-    "test_identity.py": 63,
-    "test_gate_demo.py": 61,
-    "test_sentiment.py": 55,
-    "test_pii_scan.py": 55,
-    "test_validate.py": 54,
-    "test_publish.py": 49,
-    "test_served_contract.py": 45,
+    "airflow-servers": 265,
+    "test_dag.py": 210,
+    "test_journeys.py": 200,
+    "test_reliability.py/2": 190,
+    "test_reliability.py": 170,
+    "test_marketplace_journeys.py": 115,
+    "test_identity.py": 55,
+    "test_gate_demo.py": 50,
+    "test_validate.py": 50,
+    "test_sentiment.py": 50,
+    "test_publish.py": 45,
+    "test_pii_scan.py": 40,
+    "test_served_contract.py": 30,
 }
 
 
