@@ -220,9 +220,15 @@ def baseline(path: str, result: str) -> None:
     """Child process: the label propagation SQL on the graph."""
     import duckdb
 
-    with duckdb.connect(path, config={"memory_limit": MEMORY_LIMIT, "threads": THREADS}) as con:
+    # The settings the dbt profile gives the build.
+    config = {"memory_limit": MEMORY_LIMIT, "threads": THREADS, "preserve_insertion_order": False}
+    with duckdb.connect(path, config=config) as con:
         began = time.perf_counter()
-        con.execute(LABEL_PROPAGATION_SQL)
+        try:
+            con.execute(LABEL_PROPAGATION_SQL)
+        except duckdb.OutOfMemoryException:
+            Path(result).write_text(json.dumps({"failed": f"out of memory ({MEMORY_LIMIT})"}))
+            return
         seconds = time.perf_counter() - began
         differ = con.sql(
             "select count(*) from baseline_customers as b "
@@ -244,17 +250,26 @@ def bench_size(identifiers: int, seed: int, repeat: int, with_baseline: bool) ->
         f"{statistics.median(r[1] for r in runs):.1f} s wall, "
         f"peak RSS {max(r[2] for r in runs) / 2**30:.2f} GiB",
     ]
+    print("\n".join(lines), flush=True)  # the baseline can take many minutes
     if with_baseline:
         result = path.parent / "baseline.json"
         command = [sys.executable, "-m", "benchmarks.bench_identity", "--baseline"]
-        _, peak = run_tree([*command, str(path), str(result)], dict(os.environ))
+        wall, peak = run_tree([*command, str(path), str(result)], dict(os.environ))
         found = json.loads(result.read_text())
+        if "failed" in found:
+            lines.append(
+                f"  label propagation (former SQL)     failed after {wall:.0f} s: "
+                f"{found['failed']}, peak RSS {peak / 2**30:.2f} GiB"
+            )
+            print(lines[-1], flush=True)
+            return "\n".join(lines)
         lines += [
             f"  label propagation (former SQL)     {found['seconds']:>8.1f} s in DuckDB, "
             f"peak RSS {peak / 2**30:.2f} GiB",
             f"  components = {model / found['seconds']:.3f}x label propagation; "
             f"customers {'equal' if found['differ'] == 0 else 'DIFFER on ' + str(found['differ'])}",
         ]
+        print("\n".join(lines[-2:]), flush=True)
     return "\n".join(lines)
 
 
@@ -276,7 +291,7 @@ def main() -> None:
     reports = []
     for size in (int(s) for s in args.sizes.split(",")):
         reports.append(bench_size(size, args.seed, args.repeat, size <= args.baseline_max))
-        print(reports[-1], flush=True)
+
     out = DATA / "bench-identity.txt"
     out.write_text("\n\n".join(reports) + "\n")
     print(f"\nwritten to {out}")

@@ -69,12 +69,16 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
         "CJM_SCHEDULE": f"0 {hour} * * *",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    subprocess.run(
-        [str(BIN / "cjm"), "run", "--start", str(start), "--end", str(last - timedelta(1))],
-        env=base,
-        check=True,
-        capture_output=True,
-    )
+    # The nights before, through `cjm run`, while the deployment starts (the DAG stays
+    # paused until they are done).
+    before_log = tmp_path / "before.log"
+    with before_log.open("w") as log:
+        before = subprocess.Popen(
+            [str(BIN / "cjm"), "run", "--start", str(start), "--end", str(last - timedelta(1))],
+            env=base,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     # PostgreSQL's own user must reach its folder: not under pytest's private one.
     pg_root = Path(tempfile.mkdtemp(prefix="cjm-pg-"))
     pg_root.chmod(0o755)
@@ -91,6 +95,7 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
         while "cjm_nightly" not in deployment.run("dags", "list", "-o", "json"):
             assert time.monotonic() < deadline, "the DAG processor never listed cjm_nightly"
             time.sleep(3)
+        assert before.wait(timeout=900) == 0, before_log.read_text()[-4000:]
         deployment.run("dags", "unpause", "cjm_nightly")
         deadline = time.monotonic() + 1800
         runs: list[tuple] = []
@@ -98,7 +103,7 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
             meta.autocommit = True
             while not runs or runs[0][1] not in ("success", "failed"):
                 assert time.monotonic() < deadline, "the night did not finish in 30 minutes"
-                time.sleep(10)
+                time.sleep(3)
                 with meta.cursor() as cursor:
                     cursor.execute(
                         "select run_type, state, logical_date from dag_run "
@@ -125,6 +130,9 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
             ]
         )
     finally:
+        if before.poll() is None:
+            before.kill()
+            before.wait()
         deployment.stop()
         shutil.rmtree(pg_root, ignore_errors=True)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
