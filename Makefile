@@ -32,7 +32,8 @@ $(UV):
 # (PYTHONDONTWRITEBYTECODE, a read-only image) each one would compile them all again:
 # 3 s more to start dbt, 5 s more to load GX. The Data Docs' scripts, styles and fonts,
 # pinned and checked (cjm_pipeline/docs_assets.py), come from the npm registry once, so
-# the GX site opens offline.
+# the GX site opens offline. (A change to this file installs again, as it may change
+# how: uv then only checks what is there.)
 $(STAMP): $(UV) pyproject.toml uv.lock cjm_pipeline/docs_assets.py Makefile
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	$(RUN)/python -m cjm_pipeline.docs_assets
@@ -61,7 +62,7 @@ chromium:
 # A pytest-xdist worker per core, fed whole groups of tests, longest first (see
 # tests/conftest.py); TEST_WORKERS=0 runs the suite in this one process. (A worker more
 # than the cores, to use the time tests wait on their child processes, made the suite
-# slower here: 17 min 6 s against 15 min 44 s.)
+# slower on a two-core machine: 17 min 6 s against 15 min 44 s.)
 TEST_WORKERS ?= auto
 test: $(STAMP) chromium
 	$(RUN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15

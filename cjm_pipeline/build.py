@@ -584,9 +584,9 @@ def build(
 
     ``tests=False`` builds the models and seeds without running the data tests.
     ``unit_tests=True`` runs the dbt unit tests as well: they check the models' logic
-    on fixed inputs, so they belong where the models change (``make test``, CI, a
-    developer's ``cjm build --unit-tests``), not in every night, which they would cost
-    a tenth of its build.
+    on fixed inputs, so they belong where the models change (``make test``, CI,
+    ``cjm build --unit-tests`` after a model change), not in every night, which they
+    would cost a tenth of its build.
     ``since`` is the earliest landing date ingested for this run (a backfill): the
     incremental window reaches back to it. ``plan`` is one the caller made with
     ``plan_build`` under the same lock (the night plans before its events gate). The
@@ -617,7 +617,8 @@ def _build(
     if plan.full_refresh:
         args.append("--full-refresh")
     if select:
-        args += ["--select", select]
+        # The night's view goes with any selection: the Python models read it.
+        args += ["--select", select, "int_night"]
     if not tests:
         args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
     elif not unit_tests:

@@ -38,21 +38,21 @@ def component_ranks(node_count: int, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return smallest[labels]
 
 
-def _component_ranks_udf(node_count: pa.Array, a: pa.Array, b: pa.Array) -> pa.Array:
-    """The SQL face of ``component_ranks``: one row of (node count, list of edge ends
-    a, list of edge ends b) in, one list of component ranks out. A null list is no
-    edges."""
+def _component_ranks_udf(node_count: pa.Array, edges: pa.Array) -> pa.Array:
+    """The SQL face of ``component_ranks``: a row of (node count, list of edges as
+    structs {a, b}) in, one list of component ranks out. A null list is no edges."""
     out = []
     for i in range(len(node_count)):
         count = node_count[i].as_py() or 0
+        pairs = edges[i].values if edges[i].is_valid else None
+        if pairs is not None and pairs.flatten()[0].null_count + pairs.flatten()[1].null_count:
+            raise ValueError("an edge has a null end")
         ends = [
             np.empty(0, dtype=np.int64)
-            if not column[i].is_valid or column[i].values is None
-            else column[i].values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-            for column in (a, b)
+            if pairs is None
+            else pairs.field(end).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            for end in ("a", "b")
         ]
-        if len(ends[0]) != len(ends[1]):
-            raise ValueError("the two edge lists differ in length")
         out.append(component_ranks(count, ends[0], ends[1]))
     offsets = np.zeros(len(out) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(ranks) for ranks in out])
@@ -67,7 +67,7 @@ class Plugin(BasePlugin):
         conn.create_function(
             "cjm_component_ranks",
             _component_ranks_udf,
-            [sqltypes.BIGINT, "BIGINT[]", "BIGINT[]"],
+            [sqltypes.BIGINT, "STRUCT(a BIGINT, b BIGINT)[]"],
             "BIGINT[]",
             type="arrow",
             null_handling="special",

@@ -7,9 +7,10 @@ date):
 1. ``ingest``: each source's landing files into the canonical lake (one mapped task per
    source, so a source can be retried on its own);
 2. ``validate_events``: the Great Expectations gate on the day's canonical events;
-3. ``plan_build``: the build number, the incremental window and the dbt vars;
-4. ``dbt``: ``dbt_producer_watcher`` runs the night's one ``dbt build`` (every test
-   included; Cosmos watcher mode), and every seed and model has its own task, which
+3. ``plan_build``: the build number, the incremental window, the dbt vars and the
+   night's values (``CJM_NIGHT``, see ``cjm_pipeline.build.night_values``);
+4. ``dbt``: ``dbt_producer_watcher`` runs the night's one ``dbt build`` (every data
+   test included; Cosmos watcher mode), and every seed and model has its own task, which
    takes its node's result and then its tests' (``cjm_pipeline.dbt_watch``); DuckDB
    allows one writer per file, so the producer, the marts gate and publish share the
    one-slot pool ``cjm_duckdb``;
@@ -233,7 +234,7 @@ def cjm_nightly() -> None:
             profiles_yml_filepath=PROJECT_ROOT / "profiles.yml",
         ),
         # Watcher mode: one task (dbt_producer_watcher) runs the night's one `dbt build`
-        # with every test, as `cjm run` does, in a dbt child process; every seed and
+        # with every data test, as `cjm run` does, in a dbt child process; every seed and
         # model still has its own task, which waits for dbt's result for its node and
         # then its tests (cjm_pipeline.dbt_watch), and takes their state and log lines.
         # (A task per model running dbt itself started dbt about 45 times a night, each

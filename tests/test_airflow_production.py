@@ -69,22 +69,25 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
         "CJM_SCHEDULE": f"0 {hour} * * *",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    # The nights before, through `cjm run`, while the deployment starts (the DAG stays
-    # paused until they are done).
-    before_log = tmp_path / "before.log"
-    with before_log.open("w") as log:
-        before = subprocess.Popen(
-            [str(BIN / "cjm"), "run", "--start", str(start), "--end", str(last - timedelta(1))],
-            env=base,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     # PostgreSQL's own user must reach its folder: not under pytest's private one.
     pg_root = Path(tempfile.mkdtemp(prefix="cjm-pg-"))
     pg_root.chmod(0o755)
     deployment = Deployment(tmp_path / "airflow", free_port(), free_port(), pg_root / "cluster")
     seen: list[psutil.Process] = []
+    before_log = tmp_path / "before.log"
+    before = None
     try:
+        # The nights before, through `cjm run`, while the deployment starts; the DAG
+        # stays paused until they are done. (Their builds rewrite the manifest the DAG
+        # processor reads: a parse that meets it half written fails and is made again
+        # at the processor's next pass, which the wait for the DAG allows for.)
+        with before_log.open("w") as log:
+            before = subprocess.Popen(
+                [str(BIN / "cjm"), "run", "--start", str(start), "--end", str(last - timedelta(1))],
+                env=base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deployment.start(base)
         for child in deployment.processes:
             root = psutil.Process(child.pid)
@@ -130,7 +133,7 @@ def test_one_night_under_the_scheduler_on_postgres(tmp_path: Path) -> None:
             ]
         )
     finally:
-        if before.poll() is None:
+        if before is not None and before.poll() is None:
             before.kill()
             before.wait()
         deployment.stop()

@@ -54,18 +54,18 @@ def test_the_sql_function_names_components_and_takes_no_edges(con) -> None:
     # 0-1-2 a chain (2 reached through 1 only), 3 alone, 4 joined to 0, 5-6 a pair.
     rows = con.sql(
         "with e(a, b) as (values (2, 1), (1, 0), (4, 0), (6, 5)) "
-        "select cjm_component_ranks(7, list(a), list(b)) from e"
+        "select cjm_component_ranks(7, list({'a': a, 'b': b})) from e"
     ).fetchall()
     assert rows == [([0, 0, 0, 3, 0, 5, 5],)]
     # No edge at all (list() of no rows is null): every node is its own component.
     rows = con.sql(
         "with e(a, b) as (select 1, 2 where false) "
-        "select cjm_component_ranks(3, list(a), list(b)) from e"
+        "select cjm_component_ranks(3, list({'a': a, 'b': b})) from e"
     ).fetchall()
     assert rows == [([0, 1, 2],)]
-    assert con.sql("select cjm_component_ranks(0, [], [])").fetchall() == [([],)]
+    assert con.sql("select cjm_component_ranks(0, [])").fetchall() == [([],)]
 
 
 def test_an_edge_outside_the_nodes_is_an_error(con) -> None:
     with pytest.raises(duckdb.Error, match=r"outside 0\.\.2"):
-        con.sql("select cjm_component_ranks(3, [0], [3])").fetchall()
+        con.sql("select cjm_component_ranks(3, [{'a': 0, 'b': 3}])").fetchall()

@@ -68,7 +68,7 @@ numbered_edges as (
 labelled as (
     select
         cjm_component_ranks(
-            (select count(*) from ranked), list(rank_a), list(rank_b)
+            (select count(*) from ranked), list({'a': rank_a, 'b': rank_b})
         ) as component_ranks
     from numbered_edges
 ),
