@@ -394,16 +394,19 @@ def test_a_20_mb_line_costs_its_length_not_its_square(workspace) -> None:
     assert m.quarantined_by_reason == {"missing_identity": 1}
 
 
+# The child's own peak is its VmHWM: getrusage's ru_maxrss carries the peak of the
+# process that started it across exec (the test worker's, after a large earlier test).
 CHILD = """
-import json, resource, sys
+import json, re, sys
 from datetime import date
 from pathlib import Path
 from cjm_pipeline.ingest import ingest_one
 from cjm_pipeline.settings import Settings
 m = ingest_one(Settings(data_dir=sys.argv[1], salt="test-salt"), sys.argv[2],
                date.fromisoformat(sys.argv[3]))
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "manifest": json.loads(m.to_json())}))
+status = Path("/proc/self/status").read_text()
+peak = int(re.search(r"^VmHWM:\\s+(\\d+) kB", status, re.M).group(1)) * 1024
+print(json.dumps({"peak": peak, "manifest": json.loads(m.to_json())}))
 """
 
 
