@@ -1,9 +1,10 @@
 """What the next night does with what a fault left: a damaged build state file or build
 database, a lake partition removed or changed after it was built, a damaged lake file,
 an empty lake, a night killed between publishing and recording its build, a rollback
-killed before restoring the build. Real files throughout: the session's build, published
-into a private warehouse, over a private copy of the sample lake; the plans are computed
-without starting dbt."""
+killed before restoring the build; a build of the marts alone after a night. Real files
+throughout: the session's build, published into a private warehouse, over a private copy
+of the sample lake; the plans are computed without starting dbt, except where a test
+builds."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from cjm_pipeline.build import (
     BuildPlan,
     DamagedLake,
     NothingToBuild,
+    build,
     dbt_vars,
     dbt_work_dir,
     fingerprint,
@@ -37,7 +40,7 @@ from cjm_pipeline.lock import Night, begin_night, read_night
 from cjm_pipeline.nightly import publish_planned
 from cjm_pipeline.publish import database_problem, publish, snapshot_build_ids
 from cjm_pipeline.settings import IDENTITY_PLACEHOLDERS, PROJECT_ROOT, Settings
-from tests.conftest import RUN_DATE, SAMPLE_START, damage, env_of, quiet
+from tests.conftest import RUN_DATE, SAMPLE_START, damage, env_of, query, quiet
 
 # Three nights of lookback: the plan re-reads landing dates from RUN_DATE - 3.
 OUTSIDE = SAMPLE_START + timedelta(days=2)
@@ -75,6 +78,24 @@ def test_an_undamaged_night_plans_an_incremental_build(night: Settings) -> None:
     plan, lines = planned(night)
     assert (plan.full_refresh, plan.build_id, plan.last_success_build_id) == (False, 2, 1)
     assert lines == []
+
+
+def test_a_build_of_the_marts_alone_keeps_every_event_of_the_marts(night: Settings) -> None:
+    """`cjm build --select tag:marts` after a night: the event-grain marts delete the
+    customers the last build changed (here all of them) and must write them back from
+    the intermediate tables as they stand, though nothing upstream was rebuilt."""
+    sql = "select * from {} order by all"
+    before = {
+        name: query(night, sql.format(name)) for name in ("fct_journey_events", "fct_sessions")
+    }
+    assert before["fct_journey_events"].height > 1000
+
+    result = build(night, RUN_DATE, select="tag:marts", progress=quiet)
+
+    assert "model.cjm.fct_journey_events" in result.statuses
+    assert set(result.statuses.values()) <= {"success", "pass"}, result.statuses
+    for name, rows in before.items():
+        assert_frame_equal(query(night, sql.format(name)), rows)
 
 
 @pytest.mark.parametrize(
