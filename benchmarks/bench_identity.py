@@ -213,9 +213,16 @@ def dbt_model(path: Path, memory_limit: str) -> tuple[float, float, int]:
     }
     dbt = Path(sys.executable).with_name("dbt")
     command = [str(dbt), "run", "--select", "int_identity__customers"]
-    wall, peak = run_tree(command, env)
-    results = json.loads((work / "target" / "run_results.json").read_text())
-    (result,) = results["results"]
+    results_path = work / "target" / "run_results.json"
+    results_path.unlink(missing_ok=True)
+    try:
+        wall, peak = run_tree(command, env)
+    except SystemExit as failed:  # dbt says why in its results, not on stderr
+        if not results_path.exists():
+            raise
+        (result,) = json.loads(results_path.read_text())["results"]
+        raise SystemExit(f"the model failed: {result['message']}") from failed
+    (result,) = json.loads(results_path.read_text())["results"]
     if result["status"] != "success":
         raise SystemExit(f"the model failed: {result['message']}")
     return result["execution_time"], wall, peak
