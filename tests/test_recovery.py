@@ -82,8 +82,8 @@ def test_an_undamaged_night_plans_an_incremental_build(night: Settings) -> None:
 
 def test_a_build_of_the_marts_alone_keeps_every_event_of_the_marts(night: Settings) -> None:
     """`cjm build --select tag:marts` after a night: the event-grain marts delete the
-    customers the last build changed (here all of them) and must write them back from
-    the intermediate tables as they stand, though nothing upstream was rebuilt."""
+    customers the last build changed (here every one with activity) and must write them
+    back from the intermediate tables as they stand, though nothing upstream was rebuilt."""
     sql = "select * from {} order by all"
     before = {
         name: query(night, sql.format(name)) for name in ("fct_journey_events", "fct_sessions")
