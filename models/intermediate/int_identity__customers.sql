@@ -18,7 +18,9 @@
 -- handle, device id) that merges (with_customer_node). A shared device seen with a
 -- login goes with the login; a shared mailbox seen with a device goes with the
 -- device; a shared device seen alone goes to the device's own customer.
-with edges as (
+-- Read where used, not held: DuckDB keeps a CTE read twice in memory, and the edge
+-- table is the largest input (a 10M-identifier graph's ran out of 1 GB that way).
+with edges as not materialized (
     select * from {{ ref('int_identity__edges') }}
 ),
 
