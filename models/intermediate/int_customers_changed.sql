@@ -10,19 +10,22 @@
 --
 -- Events are matched to customers as int_events_sessionized does: through their
 -- strongest identifier that merges (with_customer_node).
-with events as (
+-- The inputs are read where used, not held in memory: DuckDB keeps a CTE read twice
+-- in memory, all of int_events with it (at 1M events 0.3 s and 430 MB instead of
+-- 0.1 s and 170 MB).
+with events as not materialized (
     select * from {{ ref('int_events') }}
 ),
 
-edges as (
+edges as not materialized (
     select * from {{ ref('int_identity__edges') }}
 ),
 
-identities as (
+identities as not materialized (
     select * from {{ ref('int_identity__customers') }}
 ),
 
-overloaded as (
+overloaded as not materialized (
     select * from {{ ref('int_identity__overloaded') }}
 ),
 

@@ -15,7 +15,8 @@
 -- identifier over the cap stays over it: a customer splits at most once per such
 -- identifier, in the build that saw it cross the cap.
 {%- set past_cap = max_customers_per_identifier() | int + 1 %}
-with edges as (
+-- Read where used, not held in memory (see int_identity__customers).
+with edges as not materialized (
     select * from {{ ref('int_identity__edges') }}
 ),
 

@@ -9,13 +9,14 @@
 -- Position 0 is the start node '(start)', and the position after the last step is
 -- an end node named for the journey's status: '(drop-off)', '(converted)' or
 -- '(in progress)'.
-with journeys as (
+-- The inputs are read where used, not held in memory (see int_customers_changed).
+with journeys as not materialized (
     select * from {{ ref('fct_journeys') }}
     where population in {{ var_list('funnel_populations') }}
 ),
 
 -- The steps of journeys of the funnel populations only.
-steps as (
+steps as not materialized (
     select * from {{ ref('int_journey_steps') }}
     where journey_id in (select journey_id from journeys)
 ),

@@ -5,7 +5,8 @@
 -- order). Without a later order it is 'not_yet' while the journey gap has not passed
 -- since the abandonment (the customer may still come back), else 'never'. Per persona
 -- scope ('all', then each persona), of the funnel's populations.
-with events as (
+-- The events are read where used, not held in memory (see int_customers_changed).
+with events as not materialized (
     select * from {{ ref('fct_journey_events') }}
     where session_id is not null
 ),
