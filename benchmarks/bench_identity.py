@@ -304,8 +304,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument(
         "--memory-limit",
-        default="3GB",
-        help="DuckDB's memory limit for the model and the baseline (the build's default)",
+        default="3GB,8GB",
+        help="DuckDB's memory limit for the model and the baseline, one per size (the "
+        "last one for any further size): the build's default for 10M; 100M needs more",
     )
     parser.add_argument(
         "--baseline-max",
@@ -317,10 +318,11 @@ def main() -> None:
     out = DATA / "bench-identity.txt"
     DATA.mkdir(exist_ok=True)
     out.write_text("")
-    for size in (int(s) for s in args.sizes.split(",")):
-        report = bench_size(
-            size, args.seed, args.repeat, size <= args.baseline_max, args.memory_limit
-        )
+    sizes = [int(s) for s in args.sizes.split(",")]
+    limits = args.memory_limit.split(",")
+    limits += limits[-1:] * (len(sizes) - len(limits))
+    for size, limit in zip(sizes, limits, strict=False):
+        report = bench_size(size, args.seed, args.repeat, size <= args.baseline_max, limit)
         with out.open("a") as written:
             written.write(report + "\n\n")
     print(f"\nwritten to {out}")
