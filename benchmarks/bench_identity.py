@@ -218,10 +218,10 @@ def dbt_model(path: Path, memory_limit: str) -> tuple[float, float, int]:
     try:
         wall, peak = run_tree(command, env)
     except SystemExit as failed:  # dbt says why in its results, not on stderr
-        if not results_path.exists():
+        found = json.loads(results_path.read_text())["results"] if results_path.exists() else []
+        if len(found) != 1 or found[0]["status"] == "success":
             raise
-        (result,) = json.loads(results_path.read_text())["results"]
-        raise SystemExit(f"the model failed: {result['message']}") from failed
+        raise SystemExit(f"the model failed: {found[0]['message']}") from failed
     (result,) = json.loads(results_path.read_text())["results"]
     if result["status"] != "success":
         raise SystemExit(f"the model failed: {result['message']}")
@@ -305,8 +305,9 @@ def main() -> None:
     parser.add_argument(
         "--memory-limit",
         default="3GB,8GB",
-        help="DuckDB's memory limit for the model and the baseline, one per size (the "
-        "last one for any further size): the build's default for 10M; 100M needs more",
+        help="DuckDB's memory limit for the model and the baseline, one per size in the "
+        "order of --sizes (the last one for any further size): the build's default for "
+        "10M; 100M needs more",
     )
     parser.add_argument(
         "--baseline-max",

@@ -277,6 +277,7 @@ GROUP_SECONDS = {
     "test_sentiment.py": 50,
     "test_publish.py": 45,
     "test_pii_scan.py": 40,
+    "test_recovery.py": 40,
     "test_served_contract.py": 30,
 }
 

@@ -92,6 +92,8 @@ def test_a_build_of_the_marts_alone_keeps_every_event_of_the_marts(night: Settin
 
     result = build(night, RUN_DATE, select="tag:marts", progress=quiet)
 
+    plan = result.plan
+    assert (plan.full_refresh, plan.build_id, plan.last_success_build_id) == (False, 2, 1)
     assert "model.cjm.fct_journey_events" in result.statuses
     assert set(result.statuses.values()) <= {"success", "pass"}, result.statuses
     for name, rows in before.items():

@@ -11,8 +11,8 @@
 with sessionized as (
     select * from {{ ref('int_events_sessionized') }}
     {% if is_incremental() %}
-    -- The rows this build rewrote, and every row of the customers the pre-hook
-    -- deleted: a build that selects the marts alone rewrote no rows upstream.
+    -- The rows this build rewrote, and every row of the changed customers, whom the
+    -- pre-hook deleted: a build that selects the marts alone rewrote no rows upstream.
     where build_id = {{ build_id() }}
         or customer_id in (select customer_id from {{ ref('int_customers_changed') }})
     {% endif %}
