@@ -44,16 +44,12 @@ def _component_ranks_udf(node_count: pa.Array, edges: pa.Array) -> pa.Array:
     out = []
     for i in range(len(node_count)):
         count = node_count[i].as_py() or 0
-        pairs = edges[i].values if edges[i].is_valid else None
-        if pairs is not None and pairs.flatten()[0].null_count + pairs.flatten()[1].null_count:
+        # Flattened, a null pair is a null at both ends.
+        ends = edges[i].values.flatten() if edges[i].is_valid else [pa.array([], pa.int64())] * 2
+        if any(end.null_count for end in ends):
             raise ValueError("an edge has a null end")
-        ends = [
-            np.empty(0, dtype=np.int64)
-            if pairs is None
-            else pairs.field(end).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-            for end in ("a", "b")
-        ]
-        out.append(component_ranks(count, ends[0], ends[1]))
+        a, b = (end.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) for end in ends)
+        out.append(component_ranks(count, a, b))
     offsets = np.zeros(len(out) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(ranks) for ranks in out])
     values = np.concatenate(out) if out else np.empty(0, dtype=np.int64)
